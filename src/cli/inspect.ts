@@ -1,0 +1,3 @@
+export function inspect(pid: string, _o: { json: boolean }): string {
+  return `${pid}\n`;
+}

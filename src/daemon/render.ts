@@ -1,0 +1,235 @@
+// Picks the reader's cgroup, gathers its figures and hands them to a view. Every path that
+// cannot attribute a reader to a container falls back to the host's own file.
+import { constants } from "node:os";
+import type { KeptFiles } from "../cgroup/files";
+import type { Processes } from "../cgroup/process";
+import { CLOCK_TICKS } from "../cgroup/process";
+import { CgroupReader } from "../cgroup/reader";
+import { sampleTasks } from "../cgroup/tasks";
+import type { CpuLimits, ReaderCgroups, TaskSample } from "../cgroup/types";
+import { renderCpuinfo } from "../views/cpuinfo";
+import { cpuShare, renderCpuRange, visibleCpus } from "../views/cpus";
+import { renderDiskstats, renderPartitions } from "../views/disk";
+import { type LoadTriple, renderLoadavg } from "../views/loadavg";
+import { memoryFigures, parseMeminfo, renderMeminfo } from "../views/meminfo";
+import { containerCpuTimes, renderStat } from "../views/stat";
+import { renderSwaps } from "../views/swaps";
+import { renderUptime } from "../views/uptime";
+
+export const VIEWS = [
+  "proc/meminfo",
+  "proc/cpuinfo",
+  "proc/stat",
+  "proc/uptime",
+  "proc/loadavg",
+  "proc/diskstats",
+  "proc/partitions",
+  "proc/swaps",
+  "proc/slabinfo",
+  "proc/pressure/cpu",
+  "proc/pressure/memory",
+  "proc/pressure/io",
+  "sys/devices/system/cpu/online",
+  "sys/devices/system/cpu/possible",
+  "sys/devices/system/cpu/present",
+  "sys/devices/system/cpu/offline",
+] as const;
+export type ViewName = (typeof VIEWS)[number];
+
+/** Why a reader was given the host's file. */
+export type FallbackReason = "outside-pid-namespace" | "process-gone" | "host-cgroup" | "cgroup-unreadable";
+
+export interface Rendered {
+  text: string;
+  fallback?: FallbackReason;
+}
+
+export interface LoadEntry extends TaskSample {
+  load: LoadTriple;
+}
+
+/** The load averages kept by the sampler, and a way to ask it to watch a new cgroup. */
+export interface LoadSource {
+  get(cgroupDir: string): LoadEntry | undefined;
+  watch(cgroupDir: string): void;
+}
+
+export interface RendererOptions {
+  files: KeptFiles;
+  reader: CgroupReader;
+  processes: Processes;
+  loads: LoadSource;
+  /** Cap the CPUs shown at ceil(quota) (on by default). */
+  cpuQuota: boolean;
+  /** Where the host's /proc and /sys/devices/system/cpu are read from. */
+  procRoot?: string;
+  sysCpuDir?: string;
+}
+
+/** The reader, resolved once per request. */
+interface Reader {
+  pid: number;
+  cg: ReaderCgroups;
+}
+
+export class Renderer {
+  private readonly procRoot: string;
+  private readonly sysCpuDir: string;
+
+  constructor(private readonly o: RendererOptions) {
+    this.procRoot = o.procRoot ?? "/proc";
+    this.sysCpuDir = o.sysCpuDir ?? "/sys/devices/system/cpu";
+  }
+
+  private hostFile(view: ViewName): string {
+    const p = view.startsWith("proc/") ? `${this.procRoot}/${view.slice(5)}` : `${this.sysCpuDir}/${view.split("/").pop()}`;
+    return this.o.files.read(p) ?? "";
+  }
+
+  hostOnline(): number[] {
+    const text = this.o.files.read(`${this.sysCpuDir}/online`) ?? "0";
+    const out: number[] = [];
+    for (const part of text.trim().split(",")) {
+      const [a, b] = part.split("-").map(Number);
+      for (let i = a; i <= (Number.isInteger(b) ? b : a); i++) out.push(i);
+    }
+    return out;
+  }
+
+  /** The reader's cgroups, or why it is treated as the host. */
+  resolve(pid: number): Reader | FallbackReason {
+    if (pid === 0) return "outside-pid-namespace";
+    const cg = this.o.reader.resolve(pid);
+    if (!cg) return "process-gone";
+    if (CgroupReader.isRoot(cg)) return "host-cgroup";
+    return { pid, cg };
+  }
+
+  /** Host CPUs shown to `pid`, in order; null for a host reader (shown everything as is). */
+  visibleFor(pid: number): number[] | null {
+    const r = this.resolve(pid);
+    if (typeof r === "string") return null;
+    return visibleCpus(this.hostOnline(), this.o.reader.cpuLimits(r.cg), this.o.cpuQuota);
+  }
+
+  render(view: ViewName, pid: number, uid: number): Rendered | number {
+    const r = this.resolve(pid);
+    if (typeof r === "string") {
+      // /proc/slabinfo is root-only on the host: keep it that way through us.
+      if (view === "proc/slabinfo" && uid !== 0) return constants.errno.EACCES;
+      return { text: this.hostFile(view), fallback: r };
+    }
+    const text = this.renderFor(view, r);
+    if (typeof text === "number") return text;
+    return text === undefined ? { text: this.hostFile(view), fallback: "cgroup-unreadable" } : { text };
+  }
+
+  private cpu(r: Reader): { limits: CpuLimits; visible: number[]; pool: number[] } {
+    const limits = this.o.reader.cpuLimits(r.cg);
+    const online = this.hostOnline();
+    const visible = visibleCpus(online, limits, this.o.cpuQuota);
+    const pool = limits.cpuset?.filter((c) => online.includes(c)) ?? online;
+    return { limits, visible, pool: pool.length ? pool : online };
+  }
+
+  /** The cgroup whose tasks make the reader's load average. */
+  private taskDir(r: Reader): string | undefined {
+    return (r.cg.byController.cpu ?? r.cg.byController.pids ?? r.cg.unified)?.dir;
+  }
+
+  private loadEntry(r: Reader): LoadEntry | undefined {
+    const dir = this.taskDir(r);
+    if (dir === undefined) return undefined;
+    const e = this.o.loads.get(dir);
+    if (!e) this.o.loads.watch(dir);
+    return e;
+  }
+
+  /** Elapsed seconds since the reader's container started, and the host's uptime. */
+  private elapsed(pid: number): number | undefined {
+    const init = this.o.processes.namespaceInit(pid);
+    if (!init) return undefined;
+    const host = this.o.processes.hostUptime().uptime;
+    return init.host ? host : host - init.startTicks / CLOCK_TICKS;
+  }
+
+  private cpuIdleSeconds(r: Reader, elapsed: number): number | undefined {
+    const usage = this.o.reader.cpuUsage(r.cg);
+    if (!usage) return undefined;
+    const c = this.cpu(r);
+    const share = cpuShare(c.visible.length, c.limits, this.o.cpuQuota);
+    return containerCpuTimes({ visible: c.visible, pool: c.pool, usage, elapsed, share }).reduce((a, t) => a + t.idle, 0) / CLOCK_TICKS;
+  }
+
+  /** The container's text, undefined when its figures cannot be read, or an errno. */
+  private renderFor(view: ViewName, r: Reader): string | undefined | number {
+    const { reader } = this.o;
+    switch (view) {
+      case "proc/meminfo": {
+        const mem = reader.memory(r.cg);
+        return mem && renderMeminfo(this.hostFile(view), mem);
+      }
+      case "proc/swaps": {
+        const mem = reader.memory(r.cg);
+        if (!mem) return undefined;
+        const f = memoryFigures(parseMeminfo(this.hostFile("proc/meminfo")), mem);
+        return renderSwaps(f.swapTotalKb, f.swapTotalKb - f.swapFreeKb);
+      }
+      case "proc/cpuinfo":
+        return renderCpuinfo(this.hostFile(view), this.cpu(r).visible);
+      case "proc/stat": {
+        const usage = reader.cpuUsage(r.cg);
+        const elapsed = this.elapsed(r.pid);
+        if (!usage || elapsed === undefined) return undefined;
+        const c = this.cpu(r);
+        const load = this.loadEntry(r);
+        return renderStat(this.hostFile(view), {
+          visible: c.visible,
+          pool: c.pool,
+          usage,
+          elapsed,
+          share: cpuShare(c.visible.length, c.limits, this.o.cpuQuota),
+          procsRunning: load?.running,
+          procsBlocked: load?.uninterruptible,
+        });
+      }
+      case "proc/uptime": {
+        const init = this.o.processes.namespaceInit(r.pid);
+        // A process in a cgroup but in the host's pid namespace has the host's uptime.
+        if (!init || init.host) return undefined;
+        const elapsed = this.o.processes.hostUptime().uptime - init.startTicks / CLOCK_TICKS;
+        const idle = this.cpuIdleSeconds(r, elapsed);
+        return idle === undefined ? undefined : renderUptime(elapsed, idle);
+      }
+      case "proc/loadavg": {
+        const e = this.loadEntry(r);
+        if (e) return renderLoadavg(e.load, e.running, e.total, e.lastPid);
+        // Not sampled yet: no history, so no load; the task counts are current.
+        const dir = this.taskDir(r);
+        const t = dir === undefined ? undefined : sampleTasks(dir, this.procRoot);
+        return t && renderLoadavg([0, 0, 0], t.running, t.total, t.lastPid);
+      }
+      case "proc/diskstats": {
+        const io = reader.io(r.cg);
+        return io && renderDiskstats(this.hostFile(view), io);
+      }
+      case "proc/partitions": {
+        const io = reader.io(r.cg);
+        return io && renderPartitions(this.hostFile(view), io);
+      }
+      case "proc/slabinfo":
+        // The container's own slab caches, or nothing: never the host's, which we serve to all.
+        return reader.slabinfo(r.cg) ?? constants.errno.EACCES;
+      case "proc/pressure/cpu":
+      case "proc/pressure/memory":
+      case "proc/pressure/io":
+        return reader.pressure(r.cg, view.slice("proc/pressure/".length) as "cpu" | "memory" | "io");
+      case "sys/devices/system/cpu/online":
+      case "sys/devices/system/cpu/possible":
+      case "sys/devices/system/cpu/present":
+        return renderCpuRange(this.cpu(r).visible.length);
+      case "sys/devices/system/cpu/offline":
+        return "\n";
+    }
+  }
+}

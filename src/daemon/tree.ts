@@ -1,0 +1,239 @@
+// procview's tree, served through the FUSE interface: rendered views under proc/ and
+// sys/devices/system/cpu/, and the rest of the host's sys/devices/system/cpu passed
+// through, with its cpuN entries cut and renumbered for each reader.
+import * as fs from "node:fs";
+import { constants } from "node:os";
+import * as path from "node:path";
+import type { Caller, Entry, Errno, FileSystem, Opened } from "../fuse/fs";
+import { type Attr, type DirEntry, DT_DIR, DT_LNK, DT_REG, S_IFDIR, S_IFREG } from "../fuse/protocol";
+import { type Rendered, type Renderer, VIEWS, type ViewName } from "./render";
+
+const E = constants.errno;
+const ROOT = 1n;
+// Views and static directories never change shape: let the kernel cache them.
+const STATIC_VALID = 3600;
+// Passed-through sysfs entries may differ per reader or appear and vanish (CPU hotplug).
+const HOST_VALID = 1;
+const CPU_DIR = "sys/devices/system/cpu";
+const CPU_ENTRY = /^cpu(\d+)$/;
+
+type Node =
+  | { kind: "dir"; ino: bigint; path: string; children: Map<string, bigint> }
+  | { kind: "view"; ino: bigint; path: string; view: ViewName }
+  // `rel` is relative to sys/devices/system/cpu, with cpuN as the reader sees it.
+  | { kind: "host"; ino: bigint; path: string; rel: string };
+
+interface Handle {
+  node: Node;
+  opener: number;
+  snapshot?: Buffer;
+}
+
+/** What a request resolved to, for counting: the view served and whether the host's file was given. */
+export type ReadHook = (view: string, rendered: Rendered | undefined, micros: number) => void;
+
+export class ProcviewTree implements FileSystem {
+  private readonly nodes = new Map<bigint, Node>();
+  private readonly hostInos = new Map<string, bigint>();
+  private readonly handles = new Map<bigint, Handle>();
+  private nextIno = ROOT;
+  private nextFh = 1n;
+  private readonly started = Math.floor(Date.now() / 1000);
+
+  constructor(
+    private readonly renderer: Renderer,
+    private readonly hostCpuDir = "/sys/devices/system/cpu",
+    private readonly onRead?: ReadHook,
+  ) {
+    this.addDir("");
+    for (const v of VIEWS) {
+      this.ensureDirs(path.dirname(v));
+      const node: Node = { kind: "view", ino: this.nextIno++, path: v, view: v };
+      this.attach(node);
+    }
+    this.ensureDirs(CPU_DIR);
+  }
+
+  private addDir(p: string): Node {
+    const node: Node = { kind: "dir", ino: this.nextIno++, path: p, children: new Map() };
+    this.attach(node);
+    return node;
+  }
+
+  private attach(node: Node): void {
+    this.nodes.set(node.ino, node);
+    if (node.path === "") return;
+    const parent = [...this.nodes.values()].find((n) => n.kind === "dir" && n.path === path.dirname(node.path).replace(/^\.$/, ""));
+    if (parent?.kind === "dir") parent.children.set(path.basename(node.path), node.ino);
+  }
+
+  private ensureDirs(p: string): void {
+    if (p === "." || p === "") return;
+    this.ensureDirs(path.dirname(p));
+    if (![...this.nodes.values()].some((n) => n.path === p)) this.addDir(p);
+  }
+
+  /** Host path under sys/devices/system/cpu for a reader's `rel`, or undefined if hidden from it. */
+  private hostPath(rel: string, visible: number[] | null): string | undefined {
+    const parts = rel.split("/");
+    const m = CPU_ENTRY.exec(parts[0]);
+    if (m && visible) {
+      const i = Number(m[1]);
+      if (i >= visible.length) return undefined;
+      parts[0] = `cpu${visible[i]}`;
+    }
+    return path.join(this.hostCpuDir, ...parts);
+  }
+
+  private hostNode(rel: string): Node {
+    let ino = this.hostInos.get(rel);
+    if (ino === undefined) {
+      ino = this.nextIno++;
+      this.hostInos.set(rel, ino);
+      this.nodes.set(ino, { kind: "host", ino, path: `${CPU_DIR}/${rel}`, rel });
+    }
+    return this.nodes.get(ino) as Node;
+  }
+
+  private attrOf(node: Node, caller: Caller): Attr | Errno {
+    if (node.kind === "dir") return { ino: node.ino, size: 0, mode: S_IFDIR | 0o555, nlink: 2, mtimeSec: this.started };
+    if (node.kind === "view") return { ino: node.ino, size: 0, mode: S_IFREG | 0o444, nlink: 1, mtimeSec: this.started };
+    const p = this.hostPath(node.rel, this.renderer.visibleFor(caller.pid));
+    if (p === undefined) return E.ENOENT;
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      return E.ENOENT;
+    }
+    // Regular files are served with direct I/O, so their size must not cut the content.
+    const size = st.isFile() ? 0 : st.size;
+    return { ino: node.ino, size, mode: st.mode, nlink: st.nlink, mtimeSec: Math.floor(st.mtimeMs / 1000), uid: st.uid, gid: st.gid };
+  }
+
+  private entry(node: Node, caller: Caller, valid: number): Entry | Errno {
+    const attr = this.attrOf(node, caller);
+    return typeof attr === "number" ? attr : { attr, entryValid: valid, attrValid: valid };
+  }
+
+  lookup(parent: bigint, name: string, caller: Caller): Entry | Errno {
+    const dir = this.nodes.get(parent);
+    if (!dir) return E.ENOENT;
+    if (dir.kind === "dir") {
+      const child = dir.children.get(name);
+      if (child !== undefined) return this.entry(this.nodes.get(child) as Node, caller, STATIC_VALID);
+      if (dir.path !== CPU_DIR) return E.ENOENT;
+      // cpuN entries depend on the reader: the kernel must ask again every time.
+      return this.entry(this.hostNode(name), caller, CPU_ENTRY.test(name) ? 0 : HOST_VALID);
+    }
+    if (dir.kind === "host") return this.entry(this.hostNode(`${dir.rel}/${name}`), caller, HOST_VALID);
+    return E.ENOTDIR;
+  }
+
+  getattr(ino: bigint, caller: Caller): Entry | Errno {
+    const node = this.nodes.get(ino);
+    if (!node) return E.ENOENT;
+    return this.entry(node, caller, node.kind === "host" ? HOST_VALID : STATIC_VALID);
+  }
+
+  readlink(ino: bigint, caller: Caller): string | Errno {
+    const node = this.nodes.get(ino);
+    if (node?.kind !== "host") return E.EINVAL;
+    const p = this.hostPath(node.rel, this.renderer.visibleFor(caller.pid));
+    if (p === undefined) return E.ENOENT;
+    try {
+      return fs.readlinkSync(p);
+    } catch {
+      return E.EINVAL;
+    }
+  }
+
+  open(ino: bigint, _flags: number, caller: Caller): Opened | Errno {
+    const node = this.nodes.get(ino);
+    if (!node) return E.ENOENT;
+    if (node.kind === "dir") return E.EISDIR;
+    const fh = this.nextFh++;
+    this.handles.set(fh, { node, opener: caller.pid });
+    return { fh, directIo: true };
+  }
+
+  /** Renders the file for the reader: views through the renderer, host files as they are. */
+  private content(node: Node, caller: Caller): Buffer | Errno {
+    const started = this.onRead ? process.hrtime.bigint() : 0n;
+    if (node.kind === "view") {
+      const r = this.renderer.render(node.view, caller.pid, caller.uid);
+      if (typeof r === "number") return r;
+      this.onRead?.(node.view, r, Number(process.hrtime.bigint() - started) / 1000);
+      return Buffer.from(r.text, "latin1");
+    }
+    const p = node.kind === "host" ? this.hostPath(node.rel, this.renderer.visibleFor(caller.pid)) : undefined;
+    if (p === undefined) return E.ENOENT;
+    try {
+      return fs.readFileSync(p);
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).errno ? -((e as NodeJS.ErrnoException).errno as number) : E.EIO;
+    }
+  }
+
+  read(_ino: bigint, fh: bigint, offset: number, size: number, caller: Caller): Buffer | Errno {
+    const h = this.handles.get(fh);
+    if (!h) return E.EBADF;
+    // Render at offset 0 (a first read, or a reader that seeks back like top); serve later
+    // offsets from that snapshot so small reads see one consistent file.
+    if (offset === 0 || !h.snapshot) {
+      const c = this.content(h.node, caller.pid === 0 ? { ...caller, pid: h.opener } : caller);
+      if (typeof c === "number") return c;
+      h.snapshot = c;
+    }
+    return h.snapshot.subarray(offset, offset + size);
+  }
+
+  release(_ino: bigint, fh: bigint): void {
+    this.handles.delete(fh);
+  }
+
+  readdir(ino: bigint, caller: Caller): readonly DirEntry[] | Errno {
+    const node = this.nodes.get(ino);
+    if (!node) return E.ENOENT;
+    const dots: DirEntry[] = [
+      { ino, name: ".", type: DT_DIR },
+      { ino: ROOT, name: "..", type: DT_DIR },
+    ];
+    if (node.kind === "view") return E.ENOTDIR;
+    const out = [...dots];
+    if (node.kind === "dir") {
+      for (const [name, child] of node.children)
+        out.push({ ino: child, name, type: this.nodes.get(child)?.kind === "view" ? DT_REG : DT_DIR });
+      if (node.path !== CPU_DIR) return out;
+    }
+    const visible = this.renderer.visibleFor(caller.pid);
+    const rel = node.kind === "host" ? node.rel : "";
+    const p = rel === "" ? this.hostCpuDir : this.hostPath(rel, visible);
+    if (p === undefined) return E.ENOENT;
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(p, { withFileTypes: true });
+    } catch {
+      return E.ENOENT;
+    }
+    const typeOf = (d: fs.Dirent) => (d.isDirectory() ? DT_DIR : d.isSymbolicLink() ? DT_LNK : DT_REG);
+    const join = (name: string) => (rel === "" ? name : `${rel}/${name}`);
+    for (const d of entries) {
+      // At the top, the reader's own cpuN entries replace the host's; views replace their files.
+      if (rel === "" && ((visible && CPU_ENTRY.test(d.name)) || (node.kind === "dir" && node.children.has(d.name)))) continue;
+      out.push({ ino: this.hostNode(join(d.name)).ino, name: d.name, type: typeOf(d) });
+    }
+    if (rel === "" && visible) {
+      for (let i = 0; i < visible.length; i++) out.push({ ino: this.hostNode(`cpu${i}`).ino, name: `cpu${i}`, type: DT_DIR });
+    }
+    return out;
+  }
+
+  forget(): void {
+    // Inodes are kept for the life of the mount: the tree is small and fixed in shape.
+  }
+
+  fileCount(): number {
+    return this.nodes.size;
+  }
+}

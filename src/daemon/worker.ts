@@ -1,0 +1,16 @@
+// The serving thread: blocks in read(2) on /dev/fuse and answers every request.
+import { type MessagePort, workerData } from "node:worker_threads";
+import { serveLoop } from "../fuse/server";
+import { systemRenderer } from "./context";
+import { PortLoads } from "./loads";
+import { ProcviewTree } from "./tree";
+
+export interface WorkerConfig {
+  fd: number;
+  cpuQuota: boolean;
+  loadPort: MessagePort;
+}
+
+const cfg = workerData as WorkerConfig;
+const { renderer } = systemRenderer(new PortLoads(cfg.loadPort), cfg.cpuQuota);
+serveLoop(cfg.fd, new ProcviewTree(renderer));

@@ -1,0 +1,38 @@
+// The small filesystem interface the server loop drives. An implementation answers
+// with a value, or with a positive errno number; it never sees the wire format.
+import type { Attr, DirEntry } from "./protocol";
+
+/** The process on whose behalf the kernel sent a request (from the request header). */
+export interface Caller {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export interface Entry {
+  attr: Attr;
+  /** Seconds the kernel may cache the name -> inode binding (0: ask again every time). */
+  entryValid: number;
+  attrValid: number;
+}
+
+export interface Opened {
+  fh: bigint;
+  /** Bypass the page cache so that st_size 0 does not hide the content. */
+  directIo: boolean;
+}
+
+export type Errno = number;
+
+export interface FileSystem {
+  lookup(parent: bigint, name: string, caller: Caller): Entry | Errno;
+  getattr(ino: bigint, caller: Caller): Entry | Errno;
+  readlink(ino: bigint, caller: Caller): string | Errno;
+  open(ino: bigint, flags: number, caller: Caller): Opened | Errno;
+  read(ino: bigint, fh: bigint, offset: number, size: number, caller: Caller): Buffer | Errno;
+  release(ino: bigint, fh: bigint): void;
+  readdir(ino: bigint, caller: Caller): readonly DirEntry[] | Errno;
+  forget(ino: bigint, nlookup: number): void;
+  /** Number of inodes, for statfs. */
+  fileCount(): number;
+}

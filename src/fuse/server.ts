@@ -1,0 +1,240 @@
+// One server loop over /dev/fuse: read a request, look its opcode up in the table,
+// write one reply. Runs in a worker thread that blocks in read(2) on the descriptor.
+import * as fs from "node:fs";
+import { constants as C } from "node:os";
+import type { Caller, FileSystem } from "./fs";
+import * as P from "./protocol";
+
+const E = C.errno;
+// A reply body length, an errno to send as a negative error, or no reply at all.
+const NO_REPLY = -1;
+type Result = number | { errno: number } | typeof NO_REPLY;
+
+interface Ctx {
+  nodeid: bigint;
+  unique: bigint;
+  caller: Caller;
+  body: Buffer;
+  out: Buffer; // reply body area, after the out header
+}
+
+type Handler = (ctx: Ctx) => Result;
+interface Row {
+  name: string;
+  handler: Handler;
+}
+
+export interface ServerOptions {
+  /** Called for each request after its reply, with the opcode name and microseconds spent. */
+  onRequest?: (op: string, micros: number) => void;
+}
+
+const O_ACCMODE = 3;
+const MAX_PAGES = 32;
+const MAX_READ = MAX_PAGES * 4096;
+// The kernel refuses read buffers smaller than this (FUSE_MIN_READ_BUFFER).
+const IN_BUFFER_SIZE = 8192 + MAX_READ + P.IN_HEADER_SIZE;
+
+function err(errno: number): { errno: number } {
+  return { errno };
+}
+
+/** Builds the opcode table: one row per opcode this read-only filesystem answers. */
+function buildTable(f: FileSystem, onData: (data: Buffer) => void): Map<number, Row> {
+  const denied: Handler = () => err(E.EACCES);
+  const rows: [number, string, Handler][] = [
+    [
+      P.Opcode.INIT,
+      "INIT",
+      (ctx) => {
+        const init = P.decodeInit(ctx.body);
+        if (init.major !== P.KERNEL_MAJOR) return err(E.EPROTO);
+        const wanted = P.InitFlag.ASYNC_READ | P.InitFlag.PARALLEL_DIROPS | P.InitFlag.MAX_PAGES;
+        return P.encodeInitOut(ctx.out, {
+          minor: Math.min(init.minor, P.KERNEL_MINOR),
+          maxReadahead: init.maxReadahead,
+          flags: init.flags & wanted,
+          maxWrite: 4096,
+          maxPages: MAX_PAGES,
+        });
+      },
+    ],
+    [
+      P.Opcode.LOOKUP,
+      "LOOKUP",
+      (ctx) => {
+        const r = f.lookup(ctx.nodeid, P.decodeName(ctx.body), ctx.caller);
+        return typeof r === "number" ? err(r) : P.encodeEntryOut(ctx.out, r.attr.ino, r.attr, r.entryValid, r.attrValid);
+      },
+    ],
+    [
+      P.Opcode.GETATTR,
+      "GETATTR",
+      (ctx) => {
+        const r = f.getattr(ctx.nodeid, ctx.caller);
+        return typeof r === "number" ? err(r) : P.encodeAttrOut(ctx.out, r.attr, r.attrValid);
+      },
+    ],
+    [
+      P.Opcode.READLINK,
+      "READLINK",
+      (ctx) => {
+        const r = f.readlink(ctx.nodeid, ctx.caller);
+        return typeof r === "number" ? err(r) : ctx.out.write(r, 0, "utf8");
+      },
+    ],
+    [
+      P.Opcode.OPEN,
+      "OPEN",
+      (ctx) => {
+        const { flags } = P.decodeOpen(ctx.body);
+        // Read-only filesystem: refuse write access up front, whoever asks.
+        if ((flags & O_ACCMODE) !== fs.constants.O_RDONLY || flags & fs.constants.O_TRUNC) return err(E.EACCES);
+        const r = f.open(ctx.nodeid, flags, ctx.caller);
+        return typeof r === "number" ? err(r) : P.encodeOpenOut(ctx.out, r.fh, r.directIo ? P.FOPEN_DIRECT_IO : 0);
+      },
+    ],
+    [
+      P.Opcode.READ,
+      "READ",
+      (ctx) => {
+        const rd = P.decodeRead(ctx.body);
+        const r = f.read(ctx.nodeid, rd.fh, rd.offset, Math.min(rd.size, MAX_READ), ctx.caller);
+        if (typeof r === "number") return err(r);
+        onData(r);
+        return 0;
+      },
+    ],
+    [
+      P.Opcode.RELEASE,
+      "RELEASE",
+      (ctx) => {
+        f.release(ctx.nodeid, P.decodeRelease(ctx.body).fh);
+        return 0;
+      },
+    ],
+    [
+      P.Opcode.OPENDIR,
+      "OPENDIR",
+      (ctx) => {
+        const r = f.getattr(ctx.nodeid, ctx.caller);
+        if (typeof r === "number") return err(r);
+        return (r.attr.mode & 0o170000) === P.S_IFDIR ? P.encodeOpenOut(ctx.out, 0n, 0) : err(E.ENOTDIR);
+      },
+    ],
+    [
+      P.Opcode.READDIR,
+      "READDIR",
+      (ctx) => {
+        const rd = P.decodeRead(ctx.body);
+        const r = f.readdir(ctx.nodeid, ctx.caller);
+        if (typeof r === "number") return err(r);
+        return P.encodeDirents(ctx.out, r, rd.offset, Math.min(rd.size, ctx.out.length));
+      },
+    ],
+    [P.Opcode.RELEASEDIR, "RELEASEDIR", () => 0],
+    [P.Opcode.STATFS, "STATFS", (ctx) => P.encodeStatfsOut(ctx.out, f.fileCount())],
+    [
+      P.Opcode.FORGET,
+      "FORGET",
+      (ctx) => {
+        f.forget(ctx.nodeid, Number(ctx.body.readBigUInt64LE(0)));
+        return NO_REPLY;
+      },
+    ],
+    [
+      P.Opcode.BATCH_FORGET,
+      "BATCH_FORGET",
+      (ctx) => {
+        const count = ctx.body.readUInt32LE(0);
+        for (let i = 0; i < count; i++) {
+          const at = 8 + i * 16; // fuse_batch_forget_in, then fuse_forget_one[count]
+          f.forget(ctx.body.readBigUInt64LE(at), Number(ctx.body.readBigUInt64LE(at + 8)));
+        }
+        return NO_REPLY;
+      },
+    ],
+    // Requests are answered synchronously, so an interrupt always names one already done.
+    [P.Opcode.INTERRUPT, "INTERRUPT", () => NO_REPLY],
+    [P.Opcode.DESTROY, "DESTROY", () => 0],
+    // Anything that would change the tree is a permission error, not "not implemented".
+    [P.Opcode.SETATTR, "SETATTR", denied],
+    [P.Opcode.WRITE, "WRITE", denied],
+    [P.Opcode.CREATE, "CREATE", denied],
+    [P.Opcode.MKNOD, "MKNOD", denied],
+    [P.Opcode.MKDIR, "MKDIR", denied],
+    [P.Opcode.UNLINK, "UNLINK", denied],
+    [P.Opcode.RMDIR, "RMDIR", denied],
+    [P.Opcode.RENAME, "RENAME", denied],
+    [P.Opcode.RENAME2, "RENAME2", denied],
+    [P.Opcode.LINK, "LINK", denied],
+    [P.Opcode.SYMLINK, "SYMLINK", denied],
+    [P.Opcode.SETXATTR, "SETXATTR", denied],
+    [P.Opcode.REMOVEXATTR, "REMOVEXATTR", denied],
+    [P.Opcode.TMPFILE, "TMPFILE", denied],
+  ];
+  return new Map(rows.map(([op, name, handler]) => [op, { name, handler }]));
+}
+
+/**
+ * Serves requests on `fd` until the filesystem is unmounted (read fails with ENODEV).
+ * Unknown opcodes get ENOSYS, which the kernel remembers for FLUSH, ACCESS, GETXATTR and
+ * friends, so they stop coming.
+ */
+export function serveLoop(fd: number, f: FileSystem, opts: ServerOptions = {}): void {
+  const inBuf = Buffer.allocUnsafe(IN_BUFFER_SIZE);
+  const outBuf = Buffer.allocUnsafe(P.OUT_HEADER_SIZE + MAX_READ);
+  const header = outBuf.subarray(0, P.OUT_HEADER_SIZE);
+  const outBody = outBuf.subarray(P.OUT_HEADER_SIZE);
+  let data: Buffer | undefined;
+  const table = buildTable(f, (d) => {
+    data = d;
+  });
+  const ctx: Ctx = { nodeid: 0n, unique: 0n, caller: { pid: 0, uid: 0, gid: 0 }, body: inBuf, out: outBody };
+
+  for (;;) {
+    let n: number;
+    try {
+      n = fs.readSync(fd, inBuf, 0, inBuf.length, null);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: try again.
+      if (code === "ENOENT" || code === "EINTR" || code === "EAGAIN") continue;
+      if (code === "ENODEV") return; // unmounted
+      throw e;
+    }
+    if (n < P.IN_HEADER_SIZE) continue;
+    const h = P.decodeInHeader(inBuf);
+    const started = opts.onRequest ? process.hrtime.bigint() : 0n;
+    const row = table.get(h.opcode);
+    ctx.nodeid = h.nodeid;
+    ctx.unique = h.unique;
+    ctx.caller = { pid: h.pid, uid: h.uid, gid: h.gid };
+    ctx.body = inBuf.subarray(P.IN_HEADER_SIZE, n);
+    data = undefined;
+    let result: Result;
+    try {
+      result = row ? row.handler(ctx) : err(E.ENOSYS);
+    } catch {
+      // A bug in a handler must not take the filesystem down with it.
+      result = err(E.EIO);
+    }
+    if (result === NO_REPLY) continue;
+    try {
+      if (typeof result === "number") {
+        const extra = data ? (data as Buffer).length : 0;
+        P.encodeOutHeader(header, P.OUT_HEADER_SIZE + result + extra, 0, h.unique);
+        if (data) fs.writevSync(fd, [outBuf.subarray(0, P.OUT_HEADER_SIZE + result), data]);
+        else fs.writeSync(fd, outBuf, 0, P.OUT_HEADER_SIZE + result);
+      } else {
+        P.encodeOutHeader(header, P.OUT_HEADER_SIZE, -result.errno, h.unique);
+        fs.writeSync(fd, outBuf, 0, P.OUT_HEADER_SIZE);
+      }
+    } catch (e) {
+      // ENOENT: the kernel dropped the request (interrupted) before our reply arrived.
+      if ((e as NodeJS.ErrnoException).code === "ENODEV") return;
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+    if (opts.onRequest && row) opts.onRequest(row.name, Number(process.hrtime.bigint() - started) / 1000);
+  }
+}
