@@ -60,7 +60,7 @@ function placementIn(h: Hierarchy, cgPath: string): Placement {
   // Paths are shown relative to our cgroup namespace; the mount may expose a sub-tree.
   let rel = cgPath;
   if (h.root !== "/" && (rel === h.root || rel.startsWith(`${h.root}/`))) rel = rel.slice(h.root.length) || "/";
-  return { version: h.version, dir: path.join(h.dir, rel), top: h.dir };
+  return { version: h.version, dir: path.resolve(h.dir, `.${rel}`), top: h.dir };
 }
 
 export class CgroupReader {
