@@ -61,20 +61,39 @@ export class Processes {
     if (ns === undefined) return undefined;
     if (ns === this.ownNs) return { pid: 1, startTicks: 0, host: true };
     const cached = this.inits.get(ns);
-    if (cached && this.startTicks(cached.pid) === cached.startTicks) return cached;
-    // Walk up the parents until the one whose pid in its own namespace is 1.
-    let cur = pid;
-    for (let hops = 0; hops < 4096; hops++) {
-      const st = this.status(cur);
-      if (!st) return undefined;
-      if (st.nspid[st.nspid.length - 1] === 1 || st.ppid === 0) {
-        const startTicks = this.startTicks(cur);
-        if (startTicks === undefined) return undefined;
-        const init = { pid: cur, startTicks, host: false };
-        this.inits.set(ns, init);
-        return init;
-      }
-      cur = st.ppid;
+    if (cached && this.startTicks(cached.pid) === cached.startTicks && this.pidNs(cached.pid) === ns) return cached;
+    const initPid = this.findInit(pid, ns);
+    const startTicks = initPid === undefined ? undefined : this.startTicks(initPid);
+    if (initPid === undefined || startTicks === undefined) return undefined;
+    const init = { pid: initPid, startTicks, host: false };
+    this.inits.set(ns, init);
+    return init;
+  }
+
+  private isInit(pid: number): boolean {
+    const nspid = this.status(pid)?.nspid;
+    return nspid !== undefined && nspid[nspid.length - 1] === 1;
+  }
+
+  private findInit(pid: number, ns: string): number | undefined {
+    // Up the parents while they share the namespace: the usual case, one or two hops.
+    for (let cur = pid, hops = 0; hops < 1024; hops++) {
+      if (this.isInit(cur)) return cur;
+      const ppid = this.status(cur)?.ppid ?? 0;
+      if (ppid === 0 || this.pidNs(ppid) !== ns) break;
+      cur = ppid;
+    }
+    // Processes entered from outside (runc exec, kubectl exec) hang off a host process:
+    // look through /proc once for this namespace; the answer is cached.
+    let entries: string[];
+    try {
+      entries = fs.readdirSync(this.procRoot);
+    } catch {
+      return undefined;
+    }
+    for (const e of entries) {
+      const p = Number(e);
+      if (Number.isInteger(p) && p > 0 && this.pidNs(p) === ns && this.isInit(p)) return p;
     }
     return undefined;
   }

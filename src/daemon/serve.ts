@@ -48,6 +48,9 @@ export async function serve(opts: ServeOptions): Promise<number> {
   const cfg: WorkerConfig = { fd, cpuQuota: opts.cpuQuota, loadPort: channel.port2 };
   const worker = new Worker(path.join(__dirname, "worker.js"), { workerData: cfg, transferList: [channel.port2] });
 
+  // A reader of our output that goes away must not take the filesystem down with it.
+  process.stdout.on("error", () => {});
+  process.stderr.on("error", () => {});
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (code: number) => {
@@ -65,6 +68,10 @@ export async function serve(opts: ServeOptions): Promise<number> {
     };
     process.once("SIGTERM", () => stop(0));
     process.once("SIGINT", () => stop(0));
+    process.once("uncaughtException", (e) => {
+      process.stderr.write(`procview: ${e.message}\n`);
+      stop(1);
+    });
     worker.on("error", (e) => {
       process.stderr.write(`procview: serving thread failed: ${e.message}\n`);
       stop(1);

@@ -1,0 +1,175 @@
+// procview under real runc containers with real cgroup limits, read by the real tools
+// (procps free/top/uptime/vmstat, python3, node, getconf), then LXCFS on the same setup.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { isMounted } from "../../src/daemon/serve";
+import { type Seen, seenIn } from "../helpers/checks";
+import { type Daemon, startLxcfs, startProcview } from "../helpers/daemons";
+import { Container } from "../helpers/runc";
+
+const MiB = 1024 * 1024;
+const LIMITED = { memoryBytes: 256 * MiB, cpuQuota: 0.5, cpus: "0-1" };
+
+describe("procview in runc containers", () => {
+  let pv: Daemon;
+  let a: Container;
+  let b: Container;
+  let startedA: number;
+  let seenA: Seen;
+
+  before(async () => {
+    pv = await startProcview();
+    startedA = Date.now();
+    a = new Container({ ...LIMITED, source: pv.dir });
+    b = new Container({ memoryBytes: 512 * MiB, cpus: "0-1", source: pv.dir });
+    seenA = seenIn(a);
+  });
+  after(async () => {
+    a?.destroy();
+    b?.destroy();
+    const code = await pv?.stop();
+    assert.equal(code, 0, pv?.output());
+    assert.equal(isMounted(pv.dir), false, "the mount is gone after SIGTERM");
+  });
+
+  it("free -b inside a 256 MiB container reports 268435456 bytes total", () => {
+    assert.equal(seenA.freeTotal, 268435456);
+    assert.equal(seenA.topMemTotalMiB, 256);
+  });
+
+  it("node os.totalmem() is 268435456", () => {
+    assert.equal(seenA.nodeTotalmem, 268435456);
+  });
+
+  it("under a 0.5-CPU quota on a 2-CPU cpuset every runtime counts 1 CPU", () => {
+    assert.deepEqual(
+      [seenA.cpuinfoProcessors, seenA.pythonCpuCount, seenA.nodeCpus, seenA.getconfOnln, seenA.getconfConf],
+      [1, 1, 1, 1, 1],
+    );
+    assert.equal(seenA.cpuDirCpus, "cpu0,");
+  });
+
+  it("/proc/stat has exactly the cpu and cpu0 lines", () => {
+    assert.equal(seenA.statCpuLines, "cpu,cpu0,");
+  });
+
+  it("uptime counts seconds since the container started, not the host's", () => {
+    const since = (Date.now() - startedA) / 1000;
+    assert.ok(seenA.uptimeSeconds <= since + 2, `container uptime ${seenA.uptimeSeconds}s, started ${since}s ago`);
+    // Idle is at most what half a CPU could idle over that time.
+    assert.ok(seenA.statIdleTicks <= Math.ceil((since + 2) * 100 * 0.5));
+    assert.match(a.sh("uptime"), /up 0 min/);
+  });
+
+  it("top, uptime and vmstat run and show the container's memory and load", () => {
+    const top = a.sh("top -bn1");
+    assert.match(top, /^MiB Mem :\s+256\.0 total/m);
+    assert.match(top, /^%Cpu\(s\):/m);
+    const vm = a.sh("vmstat 1 2").trim().split("\n");
+    const free = Number(vm[vm.length - 1].trim().split(/\s+/)[3]);
+    assert.ok(free > 0 && free <= 262144, `vmstat free ${free} KiB`);
+    assert.match(a.sh("cat /proc/loadavg"), /^\d+\.\d\d \d+\.\d\d \d+\.\d\d \d+\/\d+ \d+$/m);
+  });
+
+  it("loadavg's last pid is a pid of the container's own namespace", () => {
+    assert.ok(seenA.loadavgLastPid > 0 && seenA.loadavgLastPid < 1000, `last pid ${seenA.loadavgLastPid}`);
+  });
+
+  it("a second container with other limits sees its own figures at the same time", () => {
+    for (let i = 0; i < 3; i++) {
+      const seenB = seenIn(b);
+      assert.equal(seenB.freeTotal, 536870912);
+      assert.equal(seenB.pythonCpuCount, 2);
+      assert.equal(seenB.statCpuLines, "cpu,cpu0,cpu1,");
+      assert.equal(Number(a.sh("free -b | awk '/^Mem:/{print $2}'")), 268435456);
+    }
+  });
+
+  it("a busy container shows its own utilisation in /proc/stat", async () => {
+    const ticks = () => a.sh("head -1 /proc/stat").trim().split(/\s+/).slice(1, 5).map(Number);
+    const before = ticks();
+    a.sh("timeout 2 sh -c 'while :; do :; done' || true");
+    const afterT = ticks();
+    const busy = afterT[0] + afterT[2] - (before[0] + before[2]);
+    const idle = afterT[3] - before[3];
+    const util = busy / (busy + idle);
+    // 2 s of spinning under a 0.5-CPU quota: the container's one CPU is nearly all busy.
+    assert.ok(util > 0.6, `utilisation ${util.toFixed(2)} (busy ${busy}, idle ${idle})`);
+  });
+
+  it("readers with 1-byte, 1024-byte and stdio reads get a consistent file", () => {
+    const script = [
+      "import os, sys",
+      "def chunks(n):",
+      "    fd = os.open(sys.argv[1], os.O_RDONLY); out = b''",
+      "    while True:",
+      "        b = os.read(fd, n)",
+      "        if not b: break",
+      "        out += b",
+      "    os.close(fd); return out.decode()",
+      "for t in (chunks(1), chunks(1024), open(sys.argv[1]).read()):",
+      "    keys = [l.split(':')[0] for l in t.splitlines()]",
+      "    total = [l for l in t.splitlines() if l.startswith('MemTotal:')][0]",
+      "    print(len(keys), ','.join(keys)[:60], total.split()[1])",
+    ].join("\n");
+    a.sh(`cat > /tmp/r.py <<'EOF'\n${script}\nEOF`);
+    const lines = a.sh("python3 /tmp/r.py /proc/meminfo").trim().split("\n");
+    assert.equal(lines.length, 3);
+    assert.equal(new Set(lines).size, 1, lines.join("\n"));
+    assert.match(lines[0], / 262144$/);
+    const stat1 = a.sh("dd if=/proc/stat bs=1 2>/dev/null | grep ^cpu | cut -d' ' -f1");
+    assert.equal(stat1.trim().split("\n").join(","), "cpu,cpu0");
+  });
+
+  it("a host process reading the mount sees the host's figures", () => {
+    const hostTotal = /^MemTotal:\s+(\d+)/m.exec(fs.readFileSync("/proc/meminfo", "utf8"))?.[1];
+    const viaMount = /^MemTotal:\s+(\d+)/m.exec(fs.readFileSync(path.join(pv.dir, "proc/meminfo"), "utf8"))?.[1];
+    assert.equal(viaMount, hostTotal);
+    const count = (t: string) => (t.match(/^processor/gm) ?? []).length;
+    assert.equal(count(fs.readFileSync(path.join(pv.dir, "proc/cpuinfo"), "utf8")), count(fs.readFileSync("/proc/cpuinfo", "utf8")));
+  });
+
+  it("writes are refused with a permission error and df works on the mount", () => {
+    assert.throws(() => fs.openSync(path.join(pv.dir, "proc/meminfo"), "r+"), { code: "EACCES" });
+    assert.throws(() => fs.writeFileSync(path.join(pv.dir, "proc/new"), "x"), { code: "EACCES" });
+    assert.equal(spawnSync("df", [pv.dir]).status, 0);
+  });
+});
+
+describe("LXCFS 5.0.3 on the same container, for comparison", () => {
+  let lx: Daemon;
+  let c: Container;
+  let seen: Seen;
+  before(async () => {
+    lx = await startLxcfs();
+    c = new Container({ ...LIMITED, source: lx.dir });
+    seen = seenIn(c);
+  });
+  after(async () => {
+    c?.destroy();
+    await lx?.stop();
+    assert.equal(isMounted(lx.dir), false);
+  });
+
+  it("agrees with procview on memory and on the CPU count runtimes use", (t) => {
+    t.diagnostic(JSON.stringify(seen));
+    assert.equal(seen.freeTotal, 268435456);
+    assert.equal(seen.nodeTotalmem, 268435456);
+    assert.equal(seen.cpuinfoProcessors, 1);
+    assert.equal(seen.pythonCpuCount, 1);
+    assert.equal(seen.getconfOnln, 1);
+    assert.equal(seen.statCpuLines, "cpu,cpu0,");
+  });
+
+  it("differs where procview deliberately does better (documented in the README)", () => {
+    // LXCFS passes the host's cpuN directories through: glibc's _NPROCESSORS_CONF says 2.
+    assert.equal(seen.getconfConf, 2);
+    // LXCFS leaves every host block device in diskstats, with zeros; procview lists the used ones.
+    assert.ok(seen.diskstatsLines > 0);
+    // LXCFS reports the host pid of the newest task; procview the container's own.
+    assert.ok(seen.loadavgLastPid > c.pid - 1);
+  });
+});

@@ -1,0 +1,98 @@
+// Start and stop the filesystems under test as real processes: procview serve and a
+// private LXCFS 5 (its own pidfile and mountpoint, so it cannot touch another instance).
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { isMounted } from "../../src/daemon/serve";
+
+export const BIN = path.resolve(__dirname, "../../../bin/procview");
+
+export interface Daemon {
+  dir: string;
+  proc: ChildProcess;
+  output: () => string;
+  stop(): Promise<number | null>;
+}
+
+function waitExit(p: ChildProcess, ms: number): Promise<number | null> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(p.exitCode);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      p.kill("SIGKILL");
+    }, ms);
+    p.once("exit", (code) => {
+      clearTimeout(t);
+      resolve(code);
+    });
+  });
+}
+
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Runs `procview serve` on a fresh mountpoint and resolves once it says it is serving. */
+export async function startProcview(args: string[] = [], dir = tempDir("procview-mnt-")): Promise<Daemon> {
+  const proc = spawn(process.execPath, [BIN, "serve", "--mountpoint", dir, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  proc.stdout?.on("data", (d) => {
+    out += d;
+  });
+  proc.stderr?.on("data", (d) => {
+    out += d;
+  });
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`procview did not start: ${out}`)), 15000);
+    const check = () => {
+      if (out.includes("serving")) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    proc.stdout?.on("data", check);
+    proc.once("exit", (code) => {
+      clearTimeout(t);
+      reject(new Error(`procview exited ${code}: ${out}`));
+    });
+  });
+  return {
+    dir,
+    proc,
+    output: () => out,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      const code = await waitExit(proc, 10000);
+      if (isMounted(dir)) spawnSync("umount", ["-l", dir]);
+      return code;
+    },
+  };
+}
+
+export async function startLxcfs(dir = tempDir("lxcfs-mnt-")): Promise<Daemon> {
+  const pidfile = path.join(tempDir("lxcfs-pid-"), "lxcfs.pid");
+  const proc = spawn("lxcfs", ["-f", "--enable-cfs", "-l", "-p", pidfile, dir], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  proc.stdout?.on("data", (d) => {
+    out += d;
+  });
+  proc.stderr?.on("data", (d) => {
+    out += d;
+  });
+  const deadline = Date.now() + 15000;
+  while (!(isMounted(dir) && fs.existsSync(path.join(dir, "proc/meminfo")))) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`lxcfs did not start: ${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    dir,
+    proc,
+    output: () => out,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      const code = await waitExit(proc, 15000);
+      if (isMounted(dir)) spawnSync("umount", ["-l", dir]);
+      return code;
+    },
+  };
+}

@@ -1,0 +1,122 @@
+// Real containers for end-to-end tests: runc with a rootfs made of read-only binds of
+// the host's /usr and /etc (no image needed), and real cgroup limits.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { type BindTarget, DEFAULT_TARGETS } from "../../src/targets";
+
+export interface ContainerOptions {
+  memoryBytes?: number;
+  /** CFS quota in CPUs (0.5 = 50000/100000). */
+  cpuQuota?: number;
+  cpus?: string;
+  /** Directory whose proc/... and sys/... files are bound over the container's (procview or LXCFS). */
+  source?: string;
+  targets?: readonly BindTarget[];
+}
+
+let counter = 0;
+const BASE = "/tmp/procview-e2e";
+
+function run(args: string[], input?: string) {
+  return spawnSync("runc", args, {
+    encoding: "utf8",
+    input,
+    timeout: 60_000,
+    stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+  });
+}
+
+export class Container {
+  readonly id: string;
+  private readonly bundle: string;
+
+  constructor(readonly o: ContainerOptions) {
+    this.id = `procview-e2e-${process.pid}-${++counter}`;
+    this.bundle = path.join(BASE, this.id);
+    const rootfs = path.join(this.bundle, "rootfs");
+    for (const d of ["usr", "etc", "proc", "sys", "dev", "tmp", "root", "var/lib", "run"])
+      fs.mkdirSync(path.join(rootfs, d), { recursive: true });
+    for (const l of ["bin", "lib", "lib64", "sbin"]) fs.symlinkSync(`usr/${l}`, path.join(rootfs, l));
+    fs.writeFileSync(path.join(this.bundle, "config.json"), JSON.stringify(this.spec()));
+    // Detached, the container's process inherits runc's stdio: give it a file, not a pipe
+    // that spawnSync would wait on for as long as the container lives.
+    const logPath = path.join(this.bundle, "runc.log");
+    const log = fs.openSync(logPath, "w");
+    const r = spawnSync("runc", ["run", "-d", "--bundle", this.bundle, this.id], { stdio: ["ignore", log, log], timeout: 60_000 });
+    fs.closeSync(log);
+    if (r.status !== 0) throw new Error(`runc run ${this.id}: ${fs.readFileSync(logPath, "utf8").trim()}`);
+  }
+
+  private spec(): object {
+    const bind = (source: string, destination: string, dir: boolean) => ({
+      destination,
+      type: "bind",
+      source,
+      options: dir ? ["rbind", "ro"] : ["bind", "ro"],
+    });
+    const mounts: object[] = [
+      { destination: "/proc", type: "proc", source: "proc" },
+      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+      {
+        destination: "/dev/pts",
+        type: "devpts",
+        source: "devpts",
+        options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+      },
+      { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+      { destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] },
+      bind("/usr", "/usr", true),
+      bind("/etc", "/etc", true),
+    ];
+    if (this.o.source)
+      for (const t of this.o.targets ?? DEFAULT_TARGETS) mounts.push(bind(path.join(this.o.source, t.source), t.dest, t.directory));
+    const resources: Record<string, unknown> = { devices: [{ allow: false, access: "rwm" }] };
+    if (this.o.memoryBytes) resources.memory = { limit: this.o.memoryBytes, swap: this.o.memoryBytes };
+    const cpu: Record<string, unknown> = {};
+    if (this.o.cpuQuota) Object.assign(cpu, { quota: Math.round(this.o.cpuQuota * 100000), period: 100000 });
+    if (this.o.cpus) Object.assign(cpu, { cpus: this.o.cpus, mems: "0" });
+    if (Object.keys(cpu).length) resources.cpu = cpu;
+    return {
+      ociVersion: "1.0.2",
+      process: {
+        terminal: false,
+        user: { uid: 0, gid: 0 },
+        args: ["sleep", "infinity"],
+        env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"],
+        cwd: "/",
+        noNewPrivileges: true,
+      },
+      root: { path: "rootfs", readonly: true },
+      hostname: this.id.slice(0, 60),
+      mounts,
+      linux: {
+        resources,
+        namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }],
+        maskedPaths: ["/proc/kcore", "/proc/keys", "/sys/firmware"],
+        readonlyPaths: ["/proc/sys", "/proc/sysrq-trigger"],
+      },
+    };
+  }
+
+  /** Runs a shell command inside; returns stdout, throws with stderr on failure. */
+  sh(command: string): string {
+    const r = run(["exec", this.id, "sh", "-c", command]);
+    if (r.status !== 0) throw new Error(`in ${this.id}: ${command}: exit ${r.status}: ${r.stderr.trim()}`);
+    return r.stdout;
+  }
+
+  /** The container's init, as a host pid. */
+  get pid(): number {
+    return JSON.parse(run(["state", this.id]).stdout).pid;
+  }
+
+  destroy(): void {
+    run(["delete", "-f", this.id]);
+    fs.rmSync(this.bundle, { recursive: true, force: true });
+  }
+}
+
+export function haveRunc(): boolean {
+  return spawnSync("runc", ["--version"]).status === 0;
+}
