@@ -3,6 +3,7 @@
 import * as path from "node:path";
 import type { KeptFiles } from "./files";
 import { type CgroupLayout, type Hierarchy, hierarchyFor } from "./layout";
+import { TtlCache } from "./ttl";
 import type { Controller, CpuLimits, CpuUsage, IoDevice, MemoryInfo, MemoryStat, Placement, ReaderCgroups } from "./types";
 
 const CONTROLLERS: Controller[] = ["memory", "cpu", "cpuacct", "cpuset", "blkio", "pids"];
@@ -63,7 +64,18 @@ function placementIn(h: Hierarchy, cgPath: string): Placement {
   return { version: h.version, dir: path.resolve(h.dir, `.${rel}`), top: h.dir };
 }
 
+/**
+ * Limits change only when an operator changes them; re-walking every ancestor on every
+ * read would cost more than the rest of the render. They are re-read after this long.
+ */
+export const LIMITS_TTL_MS = 1000;
+
 export class CgroupReader {
+  // Keyed by the text of /proc/PID/cgroup: every process of a container shares one entry.
+  private readonly placements = new Map<string, ReaderCgroups>();
+  private readonly limits = new TtlCache<string, number | null>(LIMITS_TTL_MS);
+  private readonly cpuLimitCache = new TtlCache<string, CpuLimits>(LIMITS_TTL_MS);
+
   constructor(
     private readonly layout: CgroupLayout,
     private readonly files: KeptFiles,
@@ -75,7 +87,13 @@ export class CgroupReader {
   resolve(pid: number): ReaderCgroups | undefined {
     const text = this.files.read(`${this.procRoot}/${pid}/cgroup`);
     if (text === undefined) return undefined;
-    return this.fromProcCgroup(text);
+    let cg = this.placements.get(text);
+    if (!cg) {
+      cg = this.fromProcCgroup(text);
+      if (this.placements.size >= 4096) this.placements.clear();
+      this.placements.set(text, cg);
+    }
+    return cg;
   }
 
   fromProcCgroup(text: string): ReaderCgroups {
@@ -103,6 +121,10 @@ export class CgroupReader {
 
   /** The smallest value of `file` over the cgroup and its ancestors (null: unlimited). */
   private minOverAncestors(p: Placement, file: string, parse: (t: string | undefined) => number | null | undefined): number | null {
+    return this.limits.get(`${p.dir}/${file}`, () => this.walkMin(p, file, parse));
+  }
+
+  private walkMin(p: Placement, file: string, parse: (t: string | undefined) => number | null | undefined): number | null {
     let best: number | null = null;
     for (let dir = p.dir; ; dir = path.dirname(dir)) {
       const v = parse(this.read(dir, file));
@@ -182,6 +204,11 @@ export class CgroupReader {
   }
 
   cpuLimits(cg: ReaderCgroups): CpuLimits {
+    const key = `${cg.byController.cpuset?.dir}\0${cg.byController.cpu?.dir}`;
+    return this.cpuLimitCache.get(key, () => this.readCpuLimits(cg));
+  }
+
+  private readCpuLimits(cg: ReaderCgroups): CpuLimits {
     const set = cg.byController.cpuset;
     let cpuset: number[] | null = null;
     if (set) {

@@ -7,10 +7,10 @@ import { CgroupReader } from "../cgroup/reader";
 import { parseMountinfo } from "../fuse/mount";
 import { type LoadSource, Renderer } from "./render";
 
-export function systemRenderer(loads: LoadSource, cpuQuota: boolean): { renderer: Renderer; files: KeptFiles } {
+export function systemRenderer(loads: LoadSource, cpuQuota: boolean): { renderer: Renderer; files: KeptFiles; reader: CgroupReader } {
   const files = new KeptFiles();
   const layout = layoutFromMounts(parseMountinfo(fs.readFileSync("/proc/self/mountinfo", "utf8")));
   const reader = new CgroupReader(layout, files);
   const processes = new Processes(files);
-  return { renderer: new Renderer({ files, reader, processes, loads, cpuQuota }), files };
+  return { renderer: new Renderer({ files, reader, processes, loads, cpuQuota }), files, reader };
 }

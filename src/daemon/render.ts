@@ -4,8 +4,9 @@ import { constants } from "node:os";
 import type { KeptFiles } from "../cgroup/files";
 import type { Processes } from "../cgroup/process";
 import { CLOCK_TICKS } from "../cgroup/process";
-import { CgroupReader } from "../cgroup/reader";
+import { CgroupReader, parseCpuList } from "../cgroup/reader";
 import { sampleTasks } from "../cgroup/tasks";
+import { TtlCache } from "../cgroup/ttl";
 import type { CpuLimits, ReaderCgroups, TaskSample } from "../cgroup/types";
 import { renderCpuinfo } from "../views/cpuinfo";
 import { cpuShare, renderCpuRange, visibleCpus } from "../views/cpus";
@@ -72,9 +73,14 @@ interface Reader {
   cg: ReaderCgroups;
 }
 
+/** How old the host-wide parts of a container's view (Vmalloc*, intr, cpu flags...) may be. */
+export const HOST_TTL_MS = 1000;
+
 export class Renderer {
   private readonly procRoot: string;
   private readonly sysCpuDir: string;
+  private readonly hostBases = new TtlCache<ViewName, string>(HOST_TTL_MS);
+  private readonly online = new TtlCache<0, number[]>(HOST_TTL_MS);
 
   constructor(private readonly o: RendererOptions) {
     this.procRoot = o.procRoot ?? "/proc";
@@ -86,14 +92,13 @@ export class Renderer {
     return this.o.files.read(p) ?? "";
   }
 
+  /** The host's file under a container's figures; a host reader always gets a fresh one. */
+  private hostBase(view: ViewName): string {
+    return this.hostBases.get(view, () => this.hostFile(view));
+  }
+
   hostOnline(): number[] {
-    const text = this.o.files.read(`${this.sysCpuDir}/online`) ?? "0";
-    const out: number[] = [];
-    for (const part of text.trim().split(",")) {
-      const [a, b] = part.split("-").map(Number);
-      for (let i = a; i <= (Number.isInteger(b) ? b : a); i++) out.push(i);
-    }
-    return out;
+    return this.online.get(0, () => parseCpuList(this.o.files.read(`${this.sysCpuDir}/online`) ?? "0"));
   }
 
   /** The reader's cgroups, or why it is treated as the host. */
@@ -167,23 +172,23 @@ export class Renderer {
     switch (view) {
       case "proc/meminfo": {
         const mem = reader.memory(r.cg);
-        return mem && renderMeminfo(this.hostFile(view), mem);
+        return mem && renderMeminfo(this.hostBase(view), mem);
       }
       case "proc/swaps": {
         const mem = reader.memory(r.cg);
         if (!mem) return undefined;
-        const f = memoryFigures(parseMeminfo(this.hostFile("proc/meminfo")), mem);
+        const f = memoryFigures(parseMeminfo(this.hostBase("proc/meminfo")), mem);
         return renderSwaps(f.swapTotalKb, f.swapTotalKb - f.swapFreeKb);
       }
       case "proc/cpuinfo":
-        return renderCpuinfo(this.hostFile(view), this.cpu(r).visible);
+        return renderCpuinfo(this.hostBase(view), this.cpu(r).visible);
       case "proc/stat": {
         const usage = reader.cpuUsage(r.cg);
         const elapsed = this.elapsed(r.pid);
         if (!usage || elapsed === undefined) return undefined;
         const c = this.cpu(r);
         const load = this.loadEntry(r);
-        return renderStat(this.hostFile(view), {
+        return renderStat(this.hostBase(view), {
           visible: c.visible,
           pool: c.pool,
           usage,
@@ -211,11 +216,11 @@ export class Renderer {
       }
       case "proc/diskstats": {
         const io = reader.io(r.cg);
-        return io && renderDiskstats(this.hostFile(view), io);
+        return io && renderDiskstats(this.hostBase(view), io);
       }
       case "proc/partitions": {
         const io = reader.io(r.cg);
-        return io && renderPartitions(this.hostFile(view), io);
+        return io && renderPartitions(this.hostBase(view), io);
       }
       case "proc/slabinfo":
         // The container's own slab caches, or nothing: never the host's, which we serve to all.

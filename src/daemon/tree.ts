@@ -9,7 +9,7 @@ import { type Attr, type DirEntry, DT_DIR, DT_LNK, DT_REG, S_IFDIR, S_IFREG } fr
 import { type Rendered, type Renderer, VIEWS, type ViewName } from "./render";
 
 const E = constants.errno;
-const ROOT = 1n;
+const ROOT = 1;
 // Views and static directories never change shape: let the kernel cache them.
 const STATIC_VALID = 3600;
 // Passed-through sysfs entries may differ per reader or appear and vanish (CPU hotplug).
@@ -18,10 +18,10 @@ const CPU_DIR = "sys/devices/system/cpu";
 const CPU_ENTRY = /^cpu(\d+)$/;
 
 type Node =
-  | { kind: "dir"; ino: bigint; path: string; children: Map<string, bigint> }
-  | { kind: "view"; ino: bigint; path: string; view: ViewName }
+  | { kind: "dir"; ino: number; path: string; children: Map<string, number> }
+  | { kind: "view"; ino: number; path: string; view: ViewName }
   // `rel` is relative to sys/devices/system/cpu, with cpuN as the reader sees it.
-  | { kind: "host"; ino: bigint; path: string; rel: string };
+  | { kind: "host"; ino: number; path: string; rel: string };
 
 interface Handle {
   node: Node;
@@ -33,11 +33,11 @@ interface Handle {
 export type ReadHook = (view: string, rendered: Rendered | undefined, micros: number) => void;
 
 export class ProcviewTree implements FileSystem {
-  private readonly nodes = new Map<bigint, Node>();
-  private readonly hostInos = new Map<string, bigint>();
-  private readonly handles = new Map<bigint, Handle>();
+  private readonly nodes = new Map<number, Node>();
+  private readonly hostInos = new Map<string, number>();
+  private readonly handles = new Map<number, Handle>();
   private nextIno = ROOT;
-  private nextFh = 1n;
+  private nextFh = 1;
   private readonly started = Math.floor(Date.now() / 1000);
 
   constructor(
@@ -116,7 +116,7 @@ export class ProcviewTree implements FileSystem {
     return typeof attr === "number" ? attr : { attr, entryValid: valid, attrValid: valid };
   }
 
-  lookup(parent: bigint, name: string, caller: Caller): Entry | Errno {
+  lookup(parent: number, name: string, caller: Caller): Entry | Errno {
     const dir = this.nodes.get(parent);
     if (!dir) return E.ENOENT;
     if (dir.kind === "dir") {
@@ -130,13 +130,13 @@ export class ProcviewTree implements FileSystem {
     return E.ENOTDIR;
   }
 
-  getattr(ino: bigint, caller: Caller): Entry | Errno {
+  getattr(ino: number, caller: Caller): Entry | Errno {
     const node = this.nodes.get(ino);
     if (!node) return E.ENOENT;
     return this.entry(node, caller, node.kind === "host" ? HOST_VALID : STATIC_VALID);
   }
 
-  readlink(ino: bigint, caller: Caller): string | Errno {
+  readlink(ino: number, caller: Caller): string | Errno {
     const node = this.nodes.get(ino);
     if (node?.kind !== "host") return E.EINVAL;
     const p = this.hostPath(node.rel, this.renderer.visibleFor(caller.pid));
@@ -148,7 +148,7 @@ export class ProcviewTree implements FileSystem {
     }
   }
 
-  open(ino: bigint, _flags: number, caller: Caller): Opened | Errno {
+  open(ino: number, _flags: number, caller: Caller): Opened | Errno {
     const node = this.nodes.get(ino);
     if (!node) return E.ENOENT;
     if (node.kind === "dir") return E.EISDIR;
@@ -175,7 +175,7 @@ export class ProcviewTree implements FileSystem {
     }
   }
 
-  read(_ino: bigint, fh: bigint, offset: number, size: number, caller: Caller): Buffer | Errno {
+  read(_ino: number, fh: number, offset: number, size: number, caller: Caller): Buffer | Errno {
     const h = this.handles.get(fh);
     if (!h) return E.EBADF;
     // Render at offset 0 (a first read, or a reader that seeks back like top); serve later
@@ -188,11 +188,11 @@ export class ProcviewTree implements FileSystem {
     return h.snapshot.subarray(offset, offset + size);
   }
 
-  release(_ino: bigint, fh: bigint): void {
+  release(_ino: number, fh: number): void {
     this.handles.delete(fh);
   }
 
-  readdir(ino: bigint, caller: Caller): readonly DirEntry[] | Errno {
+  readdir(ino: number, caller: Caller): readonly DirEntry[] | Errno {
     const node = this.nodes.get(ino);
     if (!node) return E.ENOENT;
     const dots: DirEntry[] = [

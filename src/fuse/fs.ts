@@ -17,7 +17,7 @@ export interface Entry {
 }
 
 export interface Opened {
-  fh: bigint;
+  fh: number;
   /** Bypass the page cache so that st_size 0 does not hide the content. */
   directIo: boolean;
 }
@@ -25,14 +25,14 @@ export interface Opened {
 export type Errno = number;
 
 export interface FileSystem {
-  lookup(parent: bigint, name: string, caller: Caller): Entry | Errno;
-  getattr(ino: bigint, caller: Caller): Entry | Errno;
-  readlink(ino: bigint, caller: Caller): string | Errno;
-  open(ino: bigint, flags: number, caller: Caller): Opened | Errno;
-  read(ino: bigint, fh: bigint, offset: number, size: number, caller: Caller): Buffer | Errno;
-  release(ino: bigint, fh: bigint): void;
-  readdir(ino: bigint, caller: Caller): readonly DirEntry[] | Errno;
-  forget(ino: bigint, nlookup: number): void;
+  lookup(parent: number, name: string, caller: Caller): Entry | Errno;
+  getattr(ino: number, caller: Caller): Entry | Errno;
+  readlink(ino: number, caller: Caller): string | Errno;
+  open(ino: number, flags: number, caller: Caller): Opened | Errno;
+  read(ino: number, fh: number, offset: number, size: number, caller: Caller): Buffer | Errno;
+  release(ino: number, fh: number): void;
+  readdir(ino: number, caller: Caller): readonly DirEntry[] | Errno;
+  forget(ino: number, nlookup: number): void;
   /** Number of inodes, for statfs. */
   fileCount(): number;
 }

@@ -85,7 +85,7 @@ export interface InHeader {
   len: number;
   opcode: number;
   unique: bigint;
-  nodeid: bigint;
+  nodeid: number;
   uid: number;
   gid: number;
   pid: number;
@@ -96,17 +96,27 @@ export function decodeInHeader(buf: Buffer): InHeader {
     len: buf.readUInt32LE(0),
     opcode: buf.readUInt32LE(4),
     unique: buf.readBigUInt64LE(8),
-    nodeid: buf.readBigUInt64LE(16),
+    nodeid: readU64(buf, 16),
     uid: buf.readUInt32LE(24),
     gid: buf.readUInt32LE(28),
     pid: buf.readUInt32LE(32),
   };
 }
 
-export function encodeOutHeader(buf: Buffer, len: number, error: number, unique: bigint): void {
+// Inode numbers and handles stay below 2^53, so plain numbers carry them without BigInt.
+export function readU64(buf: Buffer, off: number): number {
+  return buf.readUInt32LE(off) + buf.readUInt32LE(off + 4) * 0x100000000;
+}
+export function writeU64(buf: Buffer, n: number, off: number): void {
+  buf.writeUInt32LE(n >>> 0, off);
+  buf.writeUInt32LE(Math.floor(n / 0x100000000), off + 4);
+}
+
+/** Writes the reply header; `unique` is copied from the request's header bytes as they are. */
+export function encodeOutHeader(buf: Buffer, len: number, error: number, request: Buffer): void {
   buf.writeUInt32LE(len, 0);
   buf.writeInt32LE(error, 4);
-  buf.writeBigUInt64LE(unique, 8);
+  request.copy(buf, 8, 8, 16);
 }
 
 // ---- request bodies (offsets are relative to the body, after the 40-byte header) ----
@@ -134,23 +144,23 @@ export function decodeOpen(body: Buffer): OpenIn {
 }
 
 export interface ReadIn {
-  fh: bigint;
+  fh: number;
   offset: number;
   size: number;
 }
 export function decodeRead(body: Buffer): ReadIn {
   return {
-    fh: body.readBigUInt64LE(0),
-    offset: Number(body.readBigUInt64LE(8)),
+    fh: readU64(body, 0),
+    offset: readU64(body, 8),
     size: body.readUInt32LE(16),
   };
 }
 
 export interface ReleaseIn {
-  fh: bigint;
+  fh: number;
 }
 export function decodeRelease(body: Buffer): ReleaseIn {
-  return { fh: body.readBigUInt64LE(0) };
+  return { fh: readU64(body, 0) };
 }
 
 /** A NUL-terminated name, as in LOOKUP. */
@@ -162,7 +172,7 @@ export function decodeName(body: Buffer): string {
 // ---- reply bodies ----
 
 export interface Attr {
-  ino: bigint;
+  ino: number;
   size: number;
   mode: number;
   nlink: number;
@@ -172,13 +182,12 @@ export interface Attr {
 }
 
 function encodeAttr(buf: Buffer, off: number, a: Attr): void {
-  buf.writeBigUInt64LE(a.ino, off);
-  buf.writeBigUInt64LE(BigInt(a.size), off + 8);
-  buf.writeBigUInt64LE(BigInt(Math.ceil(a.size / 512)), off + 16); // blocks
-  const t = BigInt(a.mtimeSec);
-  buf.writeBigUInt64LE(t, off + 24); // atime
-  buf.writeBigUInt64LE(t, off + 32); // mtime
-  buf.writeBigUInt64LE(t, off + 40); // ctime
+  writeU64(buf, a.ino, off);
+  writeU64(buf, a.size, off + 8);
+  writeU64(buf, Math.ceil(a.size / 512), off + 16); // blocks
+  writeU64(buf, a.mtimeSec, off + 24); // atime
+  writeU64(buf, a.mtimeSec, off + 32); // mtime
+  writeU64(buf, a.mtimeSec, off + 40); // ctime
   buf.writeUInt32LE(0, off + 48); // atimensec
   buf.writeUInt32LE(0, off + 52);
   buf.writeUInt32LE(0, off + 56);
@@ -194,13 +203,13 @@ function encodeAttr(buf: Buffer, off: number, a: Attr): void {
 /** Splits seconds into the (u64 seconds, u32 nanoseconds) pair the kernel expects. */
 function writeValid(buf: Buffer, secOff: number, nsecOff: number, seconds: number): void {
   const whole = Math.floor(seconds);
-  buf.writeBigUInt64LE(BigInt(whole), secOff);
+  writeU64(buf, whole, secOff);
   buf.writeUInt32LE(Math.round((seconds - whole) * 1e9), nsecOff);
 }
 
-export function encodeEntryOut(buf: Buffer, nodeid: bigint, attr: Attr, entryValid: number, attrValid: number): number {
-  buf.writeBigUInt64LE(nodeid, 0);
-  buf.writeBigUInt64LE(0n, 8); // generation
+export function encodeEntryOut(buf: Buffer, nodeid: number, attr: Attr, entryValid: number, attrValid: number): number {
+  writeU64(buf, nodeid, 0);
+  writeU64(buf, 0, 8); // generation
   writeValid(buf, 16, 32, entryValid);
   writeValid(buf, 24, 36, attrValid);
   encodeAttr(buf, 40, attr);
@@ -214,8 +223,8 @@ export function encodeAttrOut(buf: Buffer, attr: Attr, attrValid: number): numbe
   return ATTR_OUT_SIZE;
 }
 
-export function encodeOpenOut(buf: Buffer, fh: bigint, openFlags: number): number {
-  buf.writeBigUInt64LE(fh, 0);
+export function encodeOpenOut(buf: Buffer, fh: number, openFlags: number): number {
+  writeU64(buf, fh, 0);
   buf.writeUInt32LE(openFlags, 8);
   buf.writeUInt32LE(0, 12);
   return OPEN_OUT_SIZE;
@@ -223,7 +232,7 @@ export function encodeOpenOut(buf: Buffer, fh: bigint, openFlags: number): numbe
 
 export function encodeStatfsOut(buf: Buffer, files: number): number {
   buf.fill(0, 0, STATFS_OUT_SIZE);
-  buf.writeBigUInt64LE(BigInt(files), 24); // files
+  writeU64(buf, files, 24); // files
   buf.writeUInt32LE(4096, 40); // bsize
   buf.writeUInt32LE(255, 44); // namelen
   buf.writeUInt32LE(4096, 48); // frsize
@@ -252,7 +261,7 @@ export function encodeInitOut(buf: Buffer, o: InitOut): number {
 }
 
 export interface DirEntry {
-  ino: bigint;
+  ino: number;
   name: string;
   type: number;
 }
@@ -269,8 +278,8 @@ export function encodeDirents(buf: Buffer, entries: readonly DirEntry[], from: n
     const nameLen = Buffer.byteLength(e.name);
     const recLen = (DIRENT_HEADER_SIZE + nameLen + 7) & ~7;
     if (pos + recLen > size) break;
-    buf.writeBigUInt64LE(e.ino, pos);
-    buf.writeBigUInt64LE(BigInt(i + 1), pos + 8);
+    writeU64(buf, e.ino, pos);
+    writeU64(buf, i + 1, pos + 8);
     buf.writeUInt32LE(nameLen, pos + 16);
     buf.writeUInt32LE(e.type, pos + 20);
     buf.write(e.name, pos + DIRENT_HEADER_SIZE, "utf8");

@@ -11,8 +11,7 @@ const NO_REPLY = -1;
 type Result = number | { errno: number } | typeof NO_REPLY;
 
 interface Ctx {
-  nodeid: bigint;
-  unique: bigint;
+  nodeid: number;
   caller: Caller;
   body: Buffer;
   out: Buffer; // reply body area, after the out header
@@ -119,7 +118,7 @@ function buildTable(f: FileSystem, onData: (data: Buffer) => void): Map<number, 
       (ctx) => {
         const r = f.getattr(ctx.nodeid, ctx.caller);
         if (typeof r === "number") return err(r);
-        return (r.attr.mode & 0o170000) === P.S_IFDIR ? P.encodeOpenOut(ctx.out, 0n, 0) : err(E.ENOTDIR);
+        return (r.attr.mode & 0o170000) === P.S_IFDIR ? P.encodeOpenOut(ctx.out, 0, 0) : err(E.ENOTDIR);
       },
     ],
     [
@@ -138,7 +137,7 @@ function buildTable(f: FileSystem, onData: (data: Buffer) => void): Map<number, 
       P.Opcode.FORGET,
       "FORGET",
       (ctx) => {
-        f.forget(ctx.nodeid, Number(ctx.body.readBigUInt64LE(0)));
+        f.forget(ctx.nodeid, P.readU64(ctx.body, 0));
         return NO_REPLY;
       },
     ],
@@ -149,7 +148,7 @@ function buildTable(f: FileSystem, onData: (data: Buffer) => void): Map<number, 
         const count = ctx.body.readUInt32LE(0);
         for (let i = 0; i < count; i++) {
           const at = 8 + i * 16; // fuse_batch_forget_in, then fuse_forget_one[count]
-          f.forget(ctx.body.readBigUInt64LE(at), Number(ctx.body.readBigUInt64LE(at + 8)));
+          f.forget(P.readU64(ctx.body, at), P.readU64(ctx.body, at + 8));
         }
         return NO_REPLY;
       },
@@ -190,7 +189,7 @@ export function serveLoop(fd: number, f: FileSystem, opts: ServerOptions = {}): 
   const table = buildTable(f, (d) => {
     data = d;
   });
-  const ctx: Ctx = { nodeid: 0n, unique: 0n, caller: { pid: 0, uid: 0, gid: 0 }, body: inBuf, out: outBody };
+  const ctx: Ctx = { nodeid: 0, caller: { pid: 0, uid: 0, gid: 0 }, body: inBuf, out: outBody };
 
   for (;;) {
     let n: number;
@@ -204,12 +203,12 @@ export function serveLoop(fd: number, f: FileSystem, opts: ServerOptions = {}): 
       throw e;
     }
     if (n < P.IN_HEADER_SIZE) continue;
-    const h = P.decodeInHeader(inBuf);
     const started = opts.onRequest ? process.hrtime.bigint() : 0n;
-    const row = table.get(h.opcode);
-    ctx.nodeid = h.nodeid;
-    ctx.unique = h.unique;
-    ctx.caller = { pid: h.pid, uid: h.uid, gid: h.gid };
+    const opcode = inBuf.readUInt32LE(4);
+    const row = table.get(opcode);
+    ctx.nodeid = P.readU64(inBuf, 16);
+    // A fresh object: handles keep the opener, and a caller must not change under them.
+    ctx.caller = { uid: inBuf.readUInt32LE(24), gid: inBuf.readUInt32LE(28), pid: inBuf.readUInt32LE(32) };
     ctx.body = inBuf.subarray(P.IN_HEADER_SIZE, n);
     data = undefined;
     let result: Result;
@@ -223,11 +222,11 @@ export function serveLoop(fd: number, f: FileSystem, opts: ServerOptions = {}): 
     try {
       if (typeof result === "number") {
         const extra = data ? (data as Buffer).length : 0;
-        P.encodeOutHeader(header, P.OUT_HEADER_SIZE + result + extra, 0, h.unique);
+        P.encodeOutHeader(header, P.OUT_HEADER_SIZE + result + extra, 0, inBuf);
         if (data) fs.writevSync(fd, [outBuf.subarray(0, P.OUT_HEADER_SIZE + result), data]);
         else fs.writeSync(fd, outBuf, 0, P.OUT_HEADER_SIZE + result);
       } else {
-        P.encodeOutHeader(header, P.OUT_HEADER_SIZE, -result.errno, h.unique);
+        P.encodeOutHeader(header, P.OUT_HEADER_SIZE, -result.errno, inBuf);
         fs.writeSync(fd, outBuf, 0, P.OUT_HEADER_SIZE);
       }
     } catch (e) {

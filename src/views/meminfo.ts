@@ -2,8 +2,18 @@ import type { MemoryInfo } from "../cgroup/types";
 
 const KB = 1024;
 
-/** Host /proc/meminfo as key -> kB. */
+let memoText = "";
+let memoParsed = new Map<string, number>();
+
+/** Host /proc/meminfo as key -> kB (the last text's result is kept: hosts re-send the same). */
 export function parseMeminfo(text: string): Map<string, number> {
+  if (text === memoText) return memoParsed;
+  memoText = text;
+  memoParsed = parseMeminfoText(text);
+  return memoParsed;
+}
+
+function parseMeminfoText(text: string): Map<string, number> {
   const out = new Map<string, number>();
   for (const line of text.split("\n")) {
     const m = /^([^:]+):\s+(\d+)/.exec(line);
@@ -61,53 +71,69 @@ function kbLine(key: string, kb: number): string {
   return `${`${key}:`.padEnd(16)}${String(kb).padStart(8)} kB`;
 }
 
+interface Template {
+  lines: string[];
+  /** Lines ending in " kB", by index, with their key. */
+  slots: [number, string][];
+}
+let memoTemplate: { text: string; t: Template } | undefined;
+
+function template(hostText: string): Template {
+  if (memoTemplate?.text === hostText) return memoTemplate.t;
+  const lines = hostText.split("\n");
+  const slots: [number, string][] = [];
+  lines.forEach((line, i) => {
+    const colon = line.indexOf(":");
+    if (colon > 0 && line.endsWith(" kB")) slots.push([i, line.slice(0, colon)]);
+  });
+  memoTemplate = { text: hostText, t: { lines, slots } };
+  return memoTemplate.t;
+}
+
 /**
  * /proc/meminfo for a container: the lines of the host's file, in the host's order, with
  * every figure we can attribute to the cgroup replaced. Host-wide lines (Vmalloc*,
  * HugePages_*, DirectMap*, Commit*) are left as they are.
  */
 export function renderMeminfo(hostText: string, mem: MemoryInfo): string {
-  const host = parseMeminfo(hostText);
-  const f = memoryFigures(host, mem);
+  const f = memoryFigures(parseMeminfo(hostText), mem);
   const s = mem.stat;
   const kb = (b: number) => Math.floor(b / KB);
-  const values = new Map<string, number>([
-    ["MemTotal", f.totalKb],
-    ["MemFree", f.freeKb],
-    ["MemAvailable", f.availableKb],
-    ["Buffers", 0],
-    ["Cached", kb(Math.max(0, s.cache - s.swapCached))],
-    ["SwapCached", kb(s.swapCached)],
-    ["Active", kb(s.activeAnon + s.activeFile)],
-    ["Inactive", kb(s.inactiveAnon + s.inactiveFile)],
-    ["Active(anon)", kb(s.activeAnon)],
-    ["Inactive(anon)", kb(s.inactiveAnon)],
-    ["Active(file)", kb(s.activeFile)],
-    ["Inactive(file)", kb(s.inactiveFile)],
-    ["Unevictable", kb(s.unevictable)],
-    ["SwapTotal", f.swapTotalKb],
-    ["SwapFree", f.swapFreeKb],
-    ["Dirty", kb(s.dirty)],
-    ["Writeback", kb(s.writeback)],
-    ["AnonPages", kb(s.anon)],
-    ["Mapped", kb(s.mapped)],
-    ["Shmem", kb(s.shmem)],
-    ["KReclaimable", kb(s.slabReclaimable)],
-    ["Slab", kb(s.slabReclaimable + s.slabUnreclaimable)],
-    ["SReclaimable", kb(s.slabReclaimable)],
-    ["SUnreclaim", kb(s.slabUnreclaimable)],
-    ["AnonHugePages", kb(s.anonHuge)],
-  ]);
-  if (s.kernelStack !== undefined) values.set("KernelStack", kb(s.kernelStack));
-  if (s.pageTables !== undefined) values.set("PageTables", kb(s.pageTables));
-  for (const k of UNATTRIBUTABLE) values.set(k, 0);
-
-  const lines = hostText.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const colon = lines[i].indexOf(":");
-    if (colon < 0 || !lines[i].endsWith(" kB")) continue;
-    const v = values.get(lines[i].slice(0, colon));
-    if (v !== undefined) lines[i] = kbLine(lines[i].slice(0, colon), v);
+  const values: Record<string, number | undefined> = {
+    MemTotal: f.totalKb,
+    MemFree: f.freeKb,
+    MemAvailable: f.availableKb,
+    Buffers: 0,
+    Cached: kb(Math.max(0, s.cache - s.swapCached)),
+    SwapCached: kb(s.swapCached),
+    Active: kb(s.activeAnon + s.activeFile),
+    Inactive: kb(s.inactiveAnon + s.inactiveFile),
+    "Active(anon)": kb(s.activeAnon),
+    "Inactive(anon)": kb(s.inactiveAnon),
+    "Active(file)": kb(s.activeFile),
+    "Inactive(file)": kb(s.inactiveFile),
+    Unevictable: kb(s.unevictable),
+    SwapTotal: f.swapTotalKb,
+    SwapFree: f.swapFreeKb,
+    Dirty: kb(s.dirty),
+    Writeback: kb(s.writeback),
+    AnonPages: kb(s.anon),
+    Mapped: kb(s.mapped),
+    Shmem: kb(s.shmem),
+    KReclaimable: kb(s.slabReclaimable),
+    Slab: kb(s.slabReclaimable + s.slabUnreclaimable),
+    SReclaimable: kb(s.slabReclaimable),
+    SUnreclaim: kb(s.slabUnreclaimable),
+    AnonHugePages: kb(s.anonHuge),
+    KernelStack: s.kernelStack === undefined ? undefined : kb(s.kernelStack),
+    PageTables: s.pageTables === undefined ? undefined : kb(s.pageTables),
+  };
+  for (const k of UNATTRIBUTABLE) values[k] = 0;
+  const t = template(hostText);
+  const out = t.lines.slice();
+  for (const [i, key] of t.slots) {
+    const v = values[key];
+    if (v !== undefined) out[i] = kbLine(key, v);
   }
-  return lines.join("\n");
+  return out.join("\n");
 }

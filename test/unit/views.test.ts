@@ -96,8 +96,8 @@ describe("FUSE encoding", () => {
     const n = encodeDirents(
       buf,
       [
-        { ino: 5n, name: "a", type: DT_REG },
-        { ino: 6n, name: "meminfo", type: DT_REG },
+        { ino: 5, name: "a", type: DT_REG },
+        { ino: 6, name: "meminfo", type: DT_REG },
       ],
       0,
       4096,
@@ -111,8 +111,8 @@ describe("FUSE encoding", () => {
       encodeDirents(
         buf,
         [
-          { ino: 5n, name: "a", type: DT_REG },
-          { ino: 6n, name: "b", type: DT_REG },
+          { ino: 5, name: "a", type: DT_REG },
+          { ino: 6, name: "b", type: DT_REG },
         ],
         0,
         40,
@@ -123,7 +123,7 @@ describe("FUSE encoding", () => {
 
   it("entry_out puts nodeid first and the attr's mode at byte 100", () => {
     const buf = Buffer.alloc(256);
-    assert.equal(encodeEntryOut(buf, 9n, { ino: 9n, size: 0, mode: S_IFREG | 0o444, nlink: 1, mtimeSec: 0 }, 1.5, 0), ENTRY_OUT_SIZE);
+    assert.equal(encodeEntryOut(buf, 9, { ino: 9, size: 0, mode: S_IFREG | 0o444, nlink: 1, mtimeSec: 0 }, 1.5, 0), ENTRY_OUT_SIZE);
     assert.equal(buf.readBigUInt64LE(0), 9n);
     assert.equal(buf.readBigUInt64LE(16), 1n);
     assert.equal(buf.readUInt32LE(32), 500_000_000);
@@ -136,6 +136,6 @@ describe("FUSE encoding", () => {
     h.writeUInt32LE(15, 4);
     h.writeBigUInt64LE(77n, 8);
     h.writeUInt32LE(1234, 32);
-    assert.deepEqual({ ...decodeInHeader(h) }, { len: 40, opcode: 15, unique: 77n, nodeid: 0n, uid: 0, gid: 0, pid: 1234 });
+    assert.deepEqual({ ...decodeInHeader(h) }, { len: 40, opcode: 15, unique: 77n, nodeid: 0, uid: 0, gid: 0, pid: 1234 });
   });
 });

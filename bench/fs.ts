@@ -1,0 +1,102 @@
+// npm run bench: procview and LXCFS 5 side by side, read from a process inside a limited
+// cgroup (256 MiB, cpuset 0-1). Bounded: a fixed number of reads and fixed time windows.
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { type Daemon, startLxcfs, startProcview } from "../test/helpers/daemons";
+
+const FILES = [
+  "proc/meminfo",
+  "proc/cpuinfo",
+  "proc/stat",
+  "proc/uptime",
+  "proc/loadavg",
+  "proc/diskstats",
+  "proc/swaps",
+  "sys/devices/system/cpu/online",
+];
+const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 3000);
+const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 3000);
+const READERS = 8;
+const CONTROLLERS = ["memory", "cpuset", "cpu", "cpuacct", "blkio", "pids"];
+const CG = `procview-bench-${process.pid}`;
+
+function makeCgroup(): void {
+  for (const c of CONTROLLERS) fs.mkdirSync(`/sys/fs/cgroup/${c}/${CG}`, { recursive: true });
+  fs.writeFileSync(`/sys/fs/cgroup/memory/${CG}/memory.limit_in_bytes`, String(256 * 1024 * 1024));
+  fs.writeFileSync(`/sys/fs/cgroup/cpuset/${CG}/cpuset.mems`, fs.readFileSync("/sys/fs/cgroup/cpuset/cpuset.mems"));
+  fs.writeFileSync(`/sys/fs/cgroup/cpuset/${CG}/cpuset.cpus`, fs.readFileSync("/sys/fs/cgroup/cpuset/cpuset.cpus"));
+}
+
+function removeCgroup(): void {
+  for (const c of CONTROLLERS) {
+    try {
+      fs.rmdirSync(`/sys/fs/cgroup/${c}/${CG}`);
+    } catch {
+      // still has a reader exiting, or never made
+    }
+  }
+}
+
+/** Runs the reader inside the bench cgroup (the shell moves itself in, then execs node). */
+function reader(args: string[]): Promise<string> {
+  const join = CONTROLLERS.map((c) => `echo $$ > /sys/fs/cgroup/${c}/${CG}/cgroup.procs`).join("; ");
+  const script = path.join(__dirname, "reader.js");
+  const p = spawn("sh", ["-c", `${join}; exec "$0" "$@"`, process.execPath, script, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  p.stdout.on("data", (d) => {
+    out += d;
+  });
+  return new Promise((resolve, reject) =>
+    p.once("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`reader exited ${code}`)))),
+  );
+}
+
+async function throughput(dir: string): Promise<number> {
+  const outs = await Promise.all(Array.from({ length: READERS }, () => reader(["throughput", dir, String(WINDOW_MS), ...FILES])));
+  return outs.reduce((a, o) => a + JSON.parse(o).reads, 0) / (WINDOW_MS / 1000);
+}
+
+function rssMiB(pid: number): number {
+  const kb = Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+  return kb / 1024;
+}
+
+async function main(): Promise<void> {
+  makeCgroup();
+  let pv: Daemon | undefined;
+  let lx: Daemon | undefined;
+  try {
+    pv = await startProcview();
+    lx = await startLxcfs();
+    const latPv = JSON.parse(await reader(["latency", pv.dir, String(ITERATIONS), ...FILES]));
+    const latLx = JSON.parse(await reader(["latency", lx.dir, String(ITERATIONS), ...FILES]));
+    const latKernel = JSON.parse(await reader(["latency", "/", String(ITERATIONS), ...FILES]));
+    const tpPv = await throughput(pv.dir);
+    const tpLx = await throughput(lx.dir);
+    const rssPv = rssMiB(pv.proc.pid as number);
+    const rssLx = rssMiB(lx.proc.pid as number);
+
+    const rows = [["file", "procview median (p99) µs", "LXCFS median (p99) µs", "procview / LXCFS", "kernel's own µs"]];
+    const cell = (v: [number, number]) => `${v[0].toFixed(0)} (${v[1].toFixed(0)})`;
+    for (const f of FILES)
+      rows.push([f, cell(latPv[f]), cell(latLx[f]), `${(latPv[f][0] / latLx[f][0]).toFixed(2)}x`, latKernel[f][0].toFixed(0)]);
+    const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+    const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+    const out = [line(rows[0]), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.slice(1).map(line)];
+    out.push("");
+    out.push(`| ${READERS} concurrent readers, all files in turn | procview | LXCFS | ratio |`, "|---|---|---|---|");
+    out.push(`| reads/s | ${tpPv.toFixed(0)} | ${tpLx.toFixed(0)} | ${(tpPv / tpLx).toFixed(2)}x |`);
+    out.push(`| daemon RSS after the run (MiB) | ${rssPv.toFixed(1)} | ${rssLx.toFixed(1)} | |`);
+    process.stdout.write(`${out.join("\n")}\n`);
+  } finally {
+    await pv?.stop();
+    await lx?.stop();
+    removeCgroup();
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${e instanceof Error ? e.message : e}\n`);
+  process.exit(1);
+});

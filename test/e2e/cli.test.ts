@@ -1,0 +1,76 @@
+// The command line as an operator meets it: one clear line and a non-zero exit for every
+// mistake, a clean unmount on SIGTERM/SIGINT, and inspect on a real container.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { describe, it } from "node:test";
+import { isMounted } from "../../src/daemon/serve";
+import { BIN, startProcview, tempDir } from "../helpers/daemons";
+import { Container } from "../helpers/runc";
+
+function procview(args: string[], opts: { asUser?: number } = {}) {
+  const cmd =
+    opts.asUser === undefined
+      ? [process.execPath, BIN, ...args]
+      : ["setpriv", `--reuid=${opts.asUser}`, `--regid=${opts.asUser}`, "--clear-groups", process.execPath, BIN, ...args];
+  const r = spawnSync(cmd[0], cmd.slice(1), { encoding: "utf8", timeout: 20000 });
+  return { status: r.status, stderr: r.stderr, stdout: r.stdout };
+}
+
+function assertOneLineError(r: ReturnType<typeof procview>, pattern: RegExp): void {
+  assert.notEqual(r.status, 0);
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], pattern);
+}
+
+describe("procview serve refuses what it cannot do", () => {
+  it("not root", () => {
+    assertOneLineError(procview(["serve", "--mountpoint", tempDir("pv-")], { asUser: 65534 }), /must run as root/);
+  });
+  it("mountpoint missing", () => {
+    assertOneLineError(procview(["serve", "--mountpoint", "/nonexistent/procview"]), /does not exist/);
+  });
+  it("mountpoint is a file", () => {
+    const f = path.join(tempDir("pv-"), "file");
+    fs.writeFileSync(f, "");
+    assertOneLineError(procview(["serve", "--mountpoint", f]), /not a directory/);
+  });
+  it("unknown flag", () => {
+    assertOneLineError(procview(["serve", "--no-such-flag"]), /unknown option/);
+  });
+  it("already mounted, and SIGINT unmounts and exits 0", async () => {
+    const d = await startProcview();
+    try {
+      assertOneLineError(procview(["serve", "--mountpoint", d.dir]), /already mounted/);
+    } finally {
+      d.proc.kill("SIGINT");
+      const code = await new Promise((r) => d.proc.once("exit", r));
+      assert.equal(code, 0);
+      assert.equal(isMounted(d.dir), false);
+    }
+  });
+});
+
+describe("procview inspect", () => {
+  it("shows a container's view next to the host's", () => {
+    const c = new Container({ memoryBytes: 256 * 1024 * 1024, cpuQuota: 0.5, cpus: "0-1" });
+    try {
+      const r = procview(["inspect", String(c.pid)]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /served its container's view/);
+      assert.match(r.stdout, /^proc\/meminfo\s+MemTotal\s+262144 kB\s+\d+ kB$/m);
+      assert.match(r.stdout, /^proc\/cpuinfo\s+processors\s+1\s+\d+$/m);
+      const json = JSON.parse(procview(["inspect", "--json", String(c.pid)]).stdout);
+      assert.equal(json.limits.memory, 268435456);
+      assert.equal(json.limits.cpu.quota, 0.5);
+    } finally {
+      c.destroy();
+    }
+  });
+  it("rejects a pid that is not a number or not running", () => {
+    assertOneLineError(procview(["inspect", "abc"]), /not a process id/);
+    assertOneLineError(procview(["inspect", "99999999"]), /no process/);
+  });
+});
