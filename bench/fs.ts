@@ -16,8 +16,10 @@ const FILES = [
   "sys/devices/system/cpu/online",
 ];
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 3000);
-const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 3000);
+const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 2000);
 const READERS = 8;
+// The two filesystems take turns, round after round, so neither gets the quieter moment.
+const ROUNDS = 3;
 const CONTROLLERS = ["memory", "cpuset", "cpu", "cpuacct", "blkio", "pids"];
 const CG = `procview-bench-${process.pid}`;
 
@@ -48,13 +50,38 @@ function reader(args: string[]): Promise<string> {
     out += d;
   });
   return new Promise((resolve, reject) =>
-    p.once("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`reader exited ${code}`)))),
+    p.once("exit", (code) => (code === 0 && out ? resolve(out) : reject(new Error(`reader ${args[0]} ${args[1]} exited ${code}`)))),
   );
 }
 
-async function throughput(dir: string): Promise<number> {
+type Latency = Record<string, [number, number]>;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Per file, the median over rounds of each round's median and p99. */
+async function latencyRounds(dirs: string[]): Promise<Latency[]> {
+  const runs: Latency[][] = dirs.map(() => []);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [i, dir] of dirs.entries())
+      runs[i].push(JSON.parse(await reader(["latency", dir, String(Math.ceil(ITERATIONS / ROUNDS)), ...FILES])));
+  }
+  return runs.map((rs) => Object.fromEntries(FILES.map((f) => [f, [median(rs.map((x) => x[f][0])), median(rs.map((x) => x[f][1]))]])));
+}
+
+const failedReads: Record<string, number> = {};
+
+async function throughput(dir: string, name: string): Promise<number> {
   const outs = await Promise.all(Array.from({ length: READERS }, () => reader(["throughput", dir, String(WINDOW_MS), ...FILES])));
-  return outs.reduce((a, o) => a + JSON.parse(o).reads, 0) / (WINDOW_MS / 1000);
+  let reads = 0;
+  for (const o of outs) {
+    const r = JSON.parse(o) as { reads: number; errors: Record<string, number> };
+    reads += r.reads;
+    for (const n of Object.values(r.errors)) failedReads[name] = (failedReads[name] ?? 0) + n;
+  }
+  return reads / (WINDOW_MS / 1000);
 }
 
 function rssMiB(pid: number): number {
@@ -69,11 +96,14 @@ async function main(): Promise<void> {
   try {
     pv = await startProcview();
     lx = await startLxcfs();
-    const latPv = JSON.parse(await reader(["latency", pv.dir, String(ITERATIONS), ...FILES]));
-    const latLx = JSON.parse(await reader(["latency", lx.dir, String(ITERATIONS), ...FILES]));
-    const latKernel = JSON.parse(await reader(["latency", "/", String(ITERATIONS), ...FILES]));
-    const tpPv = await throughput(pv.dir);
-    const tpLx = await throughput(lx.dir);
+    const [latPv, latLx, latKernel] = await latencyRounds([pv.dir, lx.dir, "/"]);
+    const tp: [number[], number[]] = [[], []];
+    for (let r = 0; r < ROUNDS; r++) {
+      tp[0].push(await throughput(pv.dir, "procview"));
+      tp[1].push(await throughput(lx.dir, "LXCFS"));
+    }
+    const tpPv = median(tp[0]);
+    const tpLx = median(tp[1]);
     const rssPv = rssMiB(pv.proc.pid as number);
     const rssLx = rssMiB(lx.proc.pid as number);
 
@@ -87,6 +117,7 @@ async function main(): Promise<void> {
     out.push("");
     out.push(`| ${READERS} concurrent readers, all files in turn | procview | LXCFS | ratio |`, "|---|---|---|---|");
     out.push(`| reads/s | ${tpPv.toFixed(0)} | ${tpLx.toFixed(0)} | ${(tpPv / tpLx).toFixed(2)}x |`);
+    out.push(`| failed reads | ${failedReads.procview ?? 0} | ${failedReads.LXCFS ?? 0} | |`);
     out.push(`| daemon RSS after the run (MiB) | ${rssPv.toFixed(1)} | ${rssLx.toFixed(1)} | |`);
     process.stdout.write(`${out.join("\n")}\n`);
   } finally {

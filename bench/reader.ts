@@ -37,10 +37,19 @@ if (mode === "latency") {
 } else {
   const until = Date.now() + Number(arg);
   let reads = 0;
+  const errors: Record<string, number> = {};
   const paths = files.map((f) => path.join(dir, f));
   while (Date.now() < until) {
-    for (const p of paths) readOnce(p);
-    reads += paths.length;
+    for (const p of paths) {
+      try {
+        readOnce(p);
+        reads++;
+      } catch (e) {
+        // Counted, not fatal: a filesystem that fails under load shows it in the table.
+        const code = (e as NodeJS.ErrnoException).code ?? "error";
+        errors[code] = (errors[code] ?? 0) + 1;
+      }
+    }
   }
-  process.stdout.write(JSON.stringify({ reads }));
+  process.stdout.write(JSON.stringify({ reads, errors }));
 }

@@ -318,7 +318,7 @@ export class CgroupReader {
   /** The cgroup's own slab statistics (cgroup v1 memory.kmem.slabinfo), if the kernel keeps them. */
   slabinfo(cg: ReaderCgroups): string | undefined {
     const p = cg.byController.memory;
-    if (!p || p.version !== 1) return undefined;
+    if (p?.version !== 1) return undefined;
     const text = this.read(p.dir, "memory.kmem.slabinfo");
     return text?.trim() ? text : undefined;
   }

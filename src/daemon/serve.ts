@@ -46,7 +46,12 @@ export async function serve(opts: ServeOptions): Promise<number> {
   const sampler = new LoadSampler(channel.port1);
   sampler.start();
   const cfg: WorkerConfig = { fd, cpuQuota: opts.cpuQuota, loadPort: channel.port2 };
-  const worker = new Worker(path.join(__dirname, "worker.js"), { workerData: cfg, transferList: [channel.port2] });
+  const worker = new Worker(path.join(__dirname, "worker.js"), {
+    workerData: cfg,
+    transferList: [channel.port2],
+    // Renders allocate short-lived strings only: a small young generation keeps RSS low.
+    resourceLimits: { maxYoungGenerationSizeMb: 4 },
+  });
 
   // A reader of our output that goes away must not take the filesystem down with it.
   process.stdout.on("error", () => {});

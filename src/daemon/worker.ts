@@ -13,23 +13,4 @@ export interface WorkerConfig {
 
 const cfg = workerData as WorkerConfig;
 const { renderer } = systemRenderer(new PortLoads(cfg.loadPort), cfg.cpuQuota);
-const stats = new Map<string, [number, number]>();
-let last = Date.now();
-serveLoop(
-  cfg.fd,
-  new ProcviewTree(renderer),
-  process.env.PROCVIEW_PROFILE
-    ? {
-        onRequest: (op, us) => {
-          const s = stats.get(op) ?? [0, 0];
-          s[0]++;
-          s[1] += us;
-          stats.set(op, s);
-          if (Date.now() - last > 3000) {
-            last = Date.now();
-            process.stderr.write(`${JSON.stringify([...stats].map(([k, [n, t]]) => [k, n, +(t / n).toFixed(1)]))}\n`);
-          }
-        },
-      }
-    : {},
-);
+serveLoop(cfg.fd, new ProcviewTree(renderer));
