@@ -1,6 +1,8 @@
 // procview's command line. Every failure is one line on stderr and a non-zero exit.
 import { Command, CommanderError } from "commander";
 import { DEFAULT_MOUNTPOINT, serve, UsageError } from "../daemon/serve";
+import { WEBHOOK_DEFAULTS } from "../webhook/defaults";
+import type { WebhookFlags } from "../webhook/run";
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`procview: ${message}\n`);
@@ -30,6 +32,29 @@ export function buildProgram(): Command {
     .action(async (pid: string, o: { json?: boolean }) => {
       const { inspect } = await import("./inspect.js");
       process.stdout.write(inspect(pid, { json: Boolean(o.json) }));
+    });
+
+  program
+    .command("webhook")
+    .description("serve the Kubernetes mutating admission webhook that injects procview's mounts")
+    .option("--listen <host:port>", "address to listen on", WEBHOOK_DEFAULTS.listen)
+    .option("--tls-cert-file <file>", "serving certificate (PEM); with --tls-key-file, certificates are not managed")
+    .option("--tls-key-file <file>", "serving key (PEM)")
+    .option("--namespace <ns>", "the webhook's namespace (default: POD_NAMESPACE or the service account's)")
+    .option("--service-name <name>", "the webhook's Service, for the certificate's DNS names", WEBHOOK_DEFAULTS.serviceName)
+    .option("--secret-name <name>", "Secret that keeps the managed certificates", WEBHOOK_DEFAULTS.secretName)
+    .option("--webhook-config-name <name>", "MutatingWebhookConfiguration whose caBundle is managed", WEBHOOK_DEFAULTS.webhookConfigName)
+    .option("--kubeconfig <file>", "kubeconfig (default: in-cluster)")
+    .option("--files <list>", "comma-separated container paths to mount over", WEBHOOK_DEFAULTS.files)
+    .option("--mountpoint <dir>", "procview's mountpoint on the nodes", DEFAULT_MOUNTPOINT)
+    .option("--cert-validity <duration>", "serving certificate lifetime", WEBHOOK_DEFAULTS.certValidity)
+    .option("--ca-validity <duration>", "CA lifetime", WEBHOOK_DEFAULTS.caValidity)
+    .option("--cert-check-interval <duration>", "how often to check the Secret and rotate", WEBHOOK_DEFAULTS.certCheckInterval)
+    .option("--log-level <level>", "pino log level", WEBHOOK_DEFAULTS.logLevel)
+    .action(async (o: WebhookFlags) => {
+      // Loaded on use: the daemon need not carry the webhook's libraries.
+      const { runWebhook } = await import("../webhook/run.js");
+      process.exitCode = await runWebhook(o);
     });
 
   return program;

@@ -1,0 +1,92 @@
+// AdmissionReview in, AdmissionReview out: validation of the envelope, the opt-in rules,
+// and the patch. No HTTP, no TLS, no Kubernetes client here.
+import { ANNOTATION_INJECT, injectMounts, type MountTarget } from "./patch";
+
+export const SUPPORTED_VERSIONS = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
+
+/** Why a pod left without a patch (a metric label). */
+export type SkipReason = "opted-out" | "not-opted-in" | "protected-namespace" | "not-create" | "nothing-to-do" | "no-containers";
+
+export interface AdmissionConfig {
+  targets: readonly MountTarget[];
+  /** Namespaces never touched: kube-system, kube-public and the webhook's own. */
+  protectedNamespaces: ReadonlySet<string>;
+}
+
+/** How the webhook was reached: through the opted-in-namespace entry, or the per-pod one. */
+export type Scope = "namespace" | "pod";
+
+export interface AdmissionResponse {
+  uid: string;
+  allowed: true;
+  patchType?: "JSONPatch";
+  patch?: string;
+  warnings?: string[];
+}
+
+export type Outcome =
+  | { kind: "mutated"; review: object; injected: string[] }
+  | { kind: "skipped"; review: object; reason: SkipReason }
+  // The pod is allowed unpatched: something about it we could not handle.
+  | { kind: "errored"; review: object; error: string }
+  | { kind: "rejected"; status: number; message: string };
+
+function reject(status: number, message: string): Outcome {
+  return { kind: "rejected", status, message };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Reviews one AdmissionReview body (already parsed JSON). */
+export function review(body: unknown, cfg: AdmissionConfig, scope: Scope): Outcome {
+  if (!isObject(body)) return reject(400, "the body must be a JSON object (an AdmissionReview)");
+  if (body.kind !== "AdmissionReview") return reject(400, `kind must be AdmissionReview, not ${JSON.stringify(body.kind)}`);
+  if (typeof body.apiVersion !== "string" || !SUPPORTED_VERSIONS.includes(body.apiVersion))
+    return reject(400, `apiVersion must be one of ${SUPPORTED_VERSIONS.join(", ")}, not ${JSON.stringify(body.apiVersion)}`);
+  const req = body.request;
+  if (!isObject(req)) return reject(400, "request is missing");
+  if (typeof req.uid !== "string" || req.uid === "") return reject(400, "request.uid is missing");
+  const kind = isObject(req.kind) ? req.kind : {};
+  const resource = isObject(req.resource) ? req.resource : {};
+  if (kind.kind !== "Pod" || (kind.group ?? "") !== "" || (resource.resource !== undefined && resource.resource !== "pods"))
+    return reject(400, `only Pods are handled, not ${JSON.stringify(kind.kind ?? resource.resource)}`);
+  if (req.subResource) return reject(400, `only Pods are handled, not the ${JSON.stringify(req.subResource)} subresource`);
+
+  const answer = (response: Omit<AdmissionResponse, "uid" | "allowed">) => ({
+    apiVersion: body.apiVersion,
+    kind: "AdmissionReview",
+    response: { uid: req.uid, allowed: true, ...response },
+  });
+  const skip = (reason: SkipReason): Outcome => ({ kind: "skipped", review: answer({}), reason });
+
+  if (req.operation !== "CREATE") return skip("not-create");
+  const namespace = typeof req.namespace === "string" ? req.namespace : "";
+  if (cfg.protectedNamespaces.has(namespace)) return skip("protected-namespace");
+  const pod = req.object;
+  if (!isObject(pod) || !isObject(pod.spec)) {
+    return {
+      kind: "errored",
+      review: answer({ warnings: ["procview: the pod could not be read; not injected"] }),
+      error: "request.object is not a pod",
+    };
+  }
+  const annotations = isObject(pod.metadata) && isObject(pod.metadata.annotations) ? pod.metadata.annotations : {};
+  const wish = annotations[ANNOTATION_INJECT];
+  if (wish === "false") return skip("opted-out");
+  if (scope === "pod" && wish !== "true") return skip("not-opted-in");
+  if (!Array.isArray(pod.spec.containers) || pod.spec.containers.length === 0) return skip("no-containers");
+
+  const result = injectMounts(pod, cfg.targets);
+  const warnings = result.warnings.map((w) => `procview: ${w}`);
+  if (result.ops.length === 0) {
+    return { kind: "skipped", review: answer(warnings.length ? { warnings } : {}), reason: "nothing-to-do" };
+  }
+  const patch = Buffer.from(JSON.stringify(result.ops)).toString("base64");
+  return {
+    kind: "mutated",
+    review: answer({ patchType: "JSONPatch", patch, ...(warnings.length ? { warnings } : {}) }),
+    injected: result.injected,
+  };
+}

@@ -1,0 +1,154 @@
+// Keeps the webhook's certificates in a Secret and its CA in the MutatingWebhookConfiguration's
+// caBundle, through the official Kubernetes client. Replicas race safely: whoever writes
+// the Secret first wins, the others read what it wrote.
+import type { Logger } from "pino";
+import { type CertBundle, type CertPolicy, issueBundle, renewLeaf, rotationNeeded } from "./certs";
+
+// @kubernetes/client-node is an ES module; this project is CommonJS, so it is loaded on use.
+type K8s = typeof import("@kubernetes/client-node");
+let k8sModule: Promise<K8s> | undefined;
+export const loadK8s = (): Promise<K8s> => (k8sModule ??= import("@kubernetes/client-node"));
+
+const KEYS = { caCert: "ca.crt", caKey: "ca.key", caBundle: "ca-bundle.crt", cert: "tls.crt", key: "tls.key" } as const;
+
+export interface ManagerOptions {
+  /** A kubeconfig file, or in-cluster configuration when undefined. */
+  kubeconfig?: string;
+  namespace: string;
+  secretName: string;
+  webhookConfigName: string;
+  policy: CertPolicy;
+  checkIntervalMs: number;
+  logger: Logger;
+  /** Called with every bundle the server should serve (the first one, and each rotation). */
+  onBundle: (b: CertBundle) => void;
+}
+
+function statusOf(e: unknown): number | undefined {
+  return typeof e === "object" && e !== null && "code" in e ? Number((e as { code: unknown }).code) : undefined;
+}
+
+function decodeSecret(data: Record<string, string> | undefined): CertBundle | undefined {
+  if (!data) return undefined;
+  const get = (k: string) => (data[k] ? Buffer.from(data[k], "base64").toString("utf8") : undefined);
+  const b = { caCert: get(KEYS.caCert), caKey: get(KEYS.caKey), caBundle: get(KEYS.caBundle), cert: get(KEYS.cert), key: get(KEYS.key) };
+  if (!b.caCert || !b.caKey || !b.cert || !b.key) return undefined;
+  return { caCert: b.caCert, caKey: b.caKey, caBundle: b.caBundle ?? b.caCert, cert: b.cert, key: b.key };
+}
+
+function encodeSecret(b: CertBundle): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [field, key] of Object.entries(KEYS)) out[key] = Buffer.from(b[field as keyof CertBundle]).toString("base64");
+  return out;
+}
+
+export class CertificateManager {
+  private timer?: NodeJS.Timeout;
+  private current?: CertBundle;
+  private running?: Promise<void>;
+
+  constructor(private readonly o: ManagerOptions) {}
+
+  private apiClients?: ReturnType<CertificateManager["makeApis"]>;
+
+  private apis() {
+    return (this.apiClients ??= this.makeApis());
+  }
+
+  private async makeApis() {
+    const k8s = await loadK8s();
+    const kc = new k8s.KubeConfig();
+    if (this.o.kubeconfig) kc.loadFromFile(this.o.kubeconfig);
+    else kc.loadFromCluster();
+    return { k8s, core: kc.makeApiClient(k8s.CoreV1Api), admission: kc.makeApiClient(k8s.AdmissionregistrationV1Api) };
+  }
+
+  /** Makes sure a valid bundle is in the Secret and in the caBundle; returns the bundle. */
+  async ensure(now = new Date()): Promise<CertBundle> {
+    const { core } = await this.apis();
+    const { namespace, secretName: name, policy, logger } = this.o;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      let existing: { data?: Record<string, string>; metadata?: { resourceVersion?: string } } | undefined;
+      try {
+        existing = await core.readNamespacedSecret({ name, namespace });
+      } catch (e) {
+        if (statusOf(e) !== 404) throw e;
+      }
+      const bundle = decodeSecret(existing?.data);
+      const reason = rotationNeeded(bundle, policy, now);
+      if (!reason && bundle) {
+        await this.publishCa(bundle);
+        return bundle;
+      }
+      const next =
+        bundle && (reason === "cert-expiring" || reason === "names-changed")
+          ? await renewLeaf(bundle, policy, now)
+          : await issueBundle(policy, now, bundle);
+      const body = {
+        apiVersion: "v1",
+        kind: "Secret",
+        type: "Opaque",
+        metadata: { name, namespace, resourceVersion: existing?.metadata?.resourceVersion },
+        data: encodeSecret(next),
+      };
+      try {
+        if (existing) await core.replaceNamespacedSecret({ name, namespace, body });
+        else await core.createNamespacedSecret({ namespace, body });
+        logger.info({ secret: `${namespace}/${name}`, reason }, "certificates written");
+        await this.publishCa(next);
+        return next;
+      } catch (e) {
+        // 409: another replica wrote first (AlreadyExists or a stale resourceVersion): read theirs.
+        if (statusOf(e) !== 409) throw e;
+        logger.info({ secret: `${namespace}/${name}` }, "another replica wrote the certificates first; reading them");
+      }
+    }
+    throw new Error(`secret ${namespace}/${name}: could not settle the certificates after 5 attempts`);
+  }
+
+  /** Writes the CA bundle into every webhook of the configuration whose caBundle differs. */
+  private async publishCa(bundle: CertBundle): Promise<void> {
+    const { admission, k8s } = await this.apis();
+    const name = this.o.webhookConfigName;
+    const cfg = await admission.readMutatingWebhookConfiguration({ name });
+    const want = Buffer.from(bundle.caBundle).toString("base64");
+    const ops = (cfg.webhooks ?? []).flatMap((w, i) =>
+      w.clientConfig?.caBundle === want ? [] : [{ op: "add", path: `/webhooks/${i}/clientConfig/caBundle`, value: want }],
+    );
+    if (ops.length === 0) return;
+    await admission.patchMutatingWebhookConfiguration(
+      { name, body: ops },
+      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
+    );
+    this.o.logger.info({ webhookConfiguration: name, webhooks: ops.length }, "caBundle updated");
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      const b = await this.ensure();
+      if (b.cert !== this.current?.cert || b.key !== this.current?.key) {
+        this.current = b;
+        this.o.onBundle(b);
+      }
+    } catch (e) {
+      // Keep serving the certificate we have; try again at the next tick.
+      this.o.logger.error({ err: e instanceof Error ? e.message : String(e) }, "certificate check failed");
+    }
+  }
+
+  /** The first bundle, then a check every interval (another replica may have rotated). */
+  async start(): Promise<CertBundle> {
+    this.current = await this.ensure();
+    this.o.onBundle(this.current);
+    this.timer = setInterval(() => {
+      this.running ??= this.tick().finally(() => (this.running = undefined));
+    }, this.o.checkIntervalMs);
+    this.timer.unref();
+    return this.current;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+}
