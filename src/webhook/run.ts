@@ -70,7 +70,8 @@ export async function runWebhook(f: WebhookFlags): Promise<number> {
   const admission = { targets, protectedNamespaces: new Set(["kube-system", "kube-public", namespace]) };
 
   let manager: CertificateManager | undefined;
-  let server: WebhookServer | undefined;
+  // Certificate reloads can fire before the server exists; they reach it through here.
+  const live: { server?: WebhookServer } = {};
   let tls: { cert: string; key: string };
   if (f.tlsCertFile && f.tlsKeyFile) {
     const certFile = f.tlsCertFile;
@@ -85,7 +86,7 @@ export async function runWebhook(f: WebhookFlags): Promise<number> {
     fs.watchFile(certFile, { interval: 5000 }, () => {
       try {
         const next = read();
-        server?.setTls(next, notAfter(next.cert));
+        live.server?.setTls(next, notAfter(next.cert));
         logger.info({ certFile }, "serving certificate reloaded");
       } catch (e) {
         logger.error({ err: (e as Error).message }, "could not reload the serving certificate; keeping the old one");
@@ -105,15 +106,16 @@ export async function runWebhook(f: WebhookFlags): Promise<number> {
       checkIntervalMs: parseDuration("--cert-check-interval", f.certCheckInterval),
       logger,
       onBundle: (b) => {
-        server?.setTls({ cert: b.cert, key: b.key }, notAfter(b.cert));
-        if (server) logger.info("serving certificate rotated");
+        live.server?.setTls({ cert: b.cert, key: b.key }, notAfter(b.cert));
+        if (live.server) logger.info("serving certificate rotated");
       },
     });
     const b = await manager.start();
     tls = { cert: b.cert, key: b.key };
   }
 
-  server = new WebhookServer({ host: listen.host, port: listen.port, tls, admission, logger });
+  const server = new WebhookServer({ host: listen.host, port: listen.port, tls, admission, logger });
+  live.server = server;
   server.setTls(tls, notAfter(tls.cert));
   const addr = await server.listen();
   logger.info({ address: `${addr.address}:${addr.port}`, namespace, files: targets.map((t) => t.mountPath) }, "webhook serving");
@@ -124,7 +126,7 @@ export async function runWebhook(f: WebhookFlags): Promise<number> {
       logger.info("shutting down");
       if (f.tlsCertFile) fs.unwatchFile(f.tlsCertFile);
       await manager?.stop();
-      await server?.close();
+      await server.close();
       resolve(0);
     };
     process.once("SIGTERM", () => void stop());
