@@ -35,6 +35,21 @@ export function buildProgram(): Command {
     });
 
   program
+    .command("check")
+    .description("exit 0 if the mount answers a read within the deadline, else say why and exit 1")
+    .option("--mountpoint <dir>", "procview's mountpoint", DEFAULT_MOUNTPOINT)
+    .option("--timeout-ms <ms>", "deadline for the read", "2000")
+    .action(async (o: { mountpoint: string; timeoutMs: string }) => {
+      const ms = Number(o.timeoutMs);
+      if (!Number.isInteger(ms) || ms <= 0) throw new UsageError(`--timeout-ms: "${o.timeoutMs}" is not a positive number of milliseconds`);
+      const { check } = await import("../toolkit/check.js");
+      const r = await check(o.mountpoint, ms);
+      (r.ok ? process.stdout : process.stderr).write(`${r.ok ? "" : "procview: "}${r.message}\n`);
+      // A read stuck in a hung daemon would keep the process alive: leave now.
+      process.exit(r.ok ? 0 : 1);
+    });
+
+  program
     .command("webhook")
     .description("serve the Kubernetes mutating admission webhook that injects procview's mounts")
     .option("--listen <host:port>", "address to listen on", WEBHOOK_DEFAULTS.listen)

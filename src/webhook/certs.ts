@@ -47,12 +47,17 @@ async function importKey(pem: string): Promise<CryptoKey> {
   return webcrypto.subtle.importKey("pkcs8", der, ALG, true, ["sign"]);
 }
 
+/** Backdated a little against clock skew between nodes, but never by much of a short life. */
+function notBefore(now: Date, validityMs: number): Date {
+  return new Date(now.getTime() - Math.min(60_000, validityMs / 10));
+}
+
 async function newCa(now: Date, validityMs: number): Promise<{ cert: x509.X509Certificate; keys: CryptoKeyPair }> {
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ["sign", "verify"])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: `CN=procview-webhook-ca-${now.getTime()}`,
-    notBefore: new Date(now.getTime() - 60_000),
+    notBefore: notBefore(now, validityMs),
     notAfter: new Date(now.getTime() + validityMs),
     signingAlgorithm: ALG,
     keys,
@@ -73,7 +78,7 @@ async function newLeaf(ca: x509.X509Certificate, caKey: CryptoKey, policy: CertP
     serialNumber: serial(),
     subject: `CN=${policy.dnsNames[0]}`,
     issuer: ca.subject,
-    notBefore: new Date(now.getTime() - 60_000),
+    notBefore: notBefore(now, policy.certValidityMs),
     notAfter: new Date(notAfter),
     signingAlgorithm: ALG,
     publicKey: keys.publicKey,

@@ -35,7 +35,7 @@ export function parseDuration(flag: string, text: string): number {
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(text);
   const port = Number(m?.[2]);
-  if (!m || port < 1 || port > 65535) throw new UsageError(`--listen: "${text}" is not HOST:PORT (e.g. :8443)`);
+  if (!m || port < 0 || port > 65535) throw new UsageError(`--listen: "${text}" is not HOST:PORT (e.g. :8443)`);
   return { host: m[1].replace(/^\[|\]$/g, "") || "0.0.0.0", port };
 }
 

@@ -1,0 +1,20 @@
+# One image for the node daemon (run as root, privileged, by the DaemonSet) and the
+# webhook (non-root). The build runs the README's set-up command.
+FROM node:20-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json tsconfig.json ./
+COPY src ./src
+COPY bin ./bin
+RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+# mount/umount (util-linux) mount the FUSE filesystem; nsenter re-binds into containers.
+RUN apt-get update && apt-get install -y --no-install-recommends mount util-linux && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/procview
+COPY --from=build /src/package.json ./
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist/src ./dist/src
+COPY --from=build /src/bin ./bin
+RUN ln -s /opt/procview/bin/procview /usr/local/bin/procview
+USER 65532:65532
+ENTRYPOINT ["procview"]

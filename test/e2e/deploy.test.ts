@@ -1,0 +1,176 @@
+// The deploy kit as `kubectl kustomize` renders it, every object validated against the
+// Kubernetes schemas (kubernetes-models, generated from the API's OpenAPI spec), and the
+// invariants a platform team relies on checked one by one.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { describe, it } from "node:test";
+import { parseAllDocuments } from "yaml";
+
+const ROOT = path.resolve(__dirname, "../../..");
+type Obj = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; annotations?: Record<string, string> };
+  [k: string]: unknown;
+};
+
+function render(dir: string): Obj[] {
+  const r = spawnSync("kubectl", ["kustomize", path.join(ROOT, dir)], { encoding: "utf8" });
+  if (r.error) throw new Error(`kubectl is needed to render the kustomization: ${r.error.message}`);
+  assert.equal(r.status, 0, r.stderr);
+  return parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
+}
+
+function validate(o: Obj): void {
+  if (o.apiVersion.startsWith("cert-manager.io/")) return; // a CRD: checked by shape below
+  const [group, version] = o.apiVersion.includes("/") ? o.apiVersion.split("/") : ["", o.apiVersion];
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const models = require(group ? `kubernetes-models/${group}/${version}` : `kubernetes-models/${version}`) as Record<
+    string,
+    new (o: unknown) => { validate(): void }
+  >;
+  const Model = models[o.kind];
+  assert.ok(Model, `no schema for ${o.apiVersion} ${o.kind}`);
+  new Model(o).validate();
+}
+
+const find = (objs: Obj[], kind: string, name?: string) => {
+  const o = objs.find((x) => x.kind === kind && (name === undefined || x.metadata.name === name));
+  assert.ok(o, `${kind} ${name ?? ""} rendered`);
+  return o as Obj & Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+};
+
+describe("deploy/base", () => {
+  const objs = render("deploy/base");
+
+  it("renders, and every object validates against the Kubernetes schema", () => {
+    assert.deepEqual(objs.map((o) => o.kind).sort(), [
+      "ClusterRole",
+      "ClusterRoleBinding",
+      "DaemonSet",
+      "Deployment",
+      "MutatingWebhookConfiguration",
+      "Namespace",
+      "PodDisruptionBudget",
+      "Role",
+      "RoleBinding",
+      "Service",
+      "ServiceAccount",
+      "ServiceAccount",
+    ]);
+    for (const o of objs) validate(o);
+  });
+
+  it("the webhook configuration fails open, speaks v1, has no side effects and is reinvoked", () => {
+    const mwc = find(objs, "MutatingWebhookConfiguration", "procview");
+    assert.equal(mwc.webhooks.length, 2);
+    for (const w of mwc.webhooks) {
+      assert.deepEqual(w.admissionReviewVersions, ["v1"]);
+      assert.equal(w.sideEffects, "None");
+      assert.equal(w.failurePolicy, "Ignore");
+      assert.equal(w.timeoutSeconds, 5);
+      assert.equal(w.reinvocationPolicy, "IfNeeded");
+      assert.deepEqual(w.rules, [
+        { apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"], scope: "Namespaced" },
+      ]);
+      assert.equal(w.clientConfig.service.name, "procview-webhook");
+      assert.equal(w.clientConfig.service.namespace, "procview-system");
+      assert.equal(w.clientConfig.caBundle, undefined, "the caBundle is written at run time, not shipped");
+      const excluded = w.namespaceSelector.matchExpressions.find((e: { key: string }) => e.key === "kubernetes.io/metadata.name");
+      assert.deepEqual([excluded.operator, [...excluded.values].sort()], ["NotIn", ["kube-public", "kube-system", "procview-system"]]);
+    }
+    const [byNamespace, byPod] = mwc.webhooks;
+    assert.equal(byNamespace.clientConfig.service.path, "/mutate");
+    assert.deepEqual(byNamespace.namespaceSelector.matchLabels, { "procview.io/inject": "enabled" });
+    assert.equal(byPod.clientConfig.service.path, "/mutate-pod");
+    assert.deepEqual(byPod.namespaceSelector.matchExpressions[0], {
+      key: "procview.io/inject",
+      operator: "NotIn",
+      values: ["enabled", "disabled"],
+    });
+  });
+
+  it("the webhook's flags name the Secret and configuration its RBAC allows, and nothing more", () => {
+    const args: string[] = find(objs, "Deployment", "procview-webhook").spec.template.spec.containers[0].args;
+    assert.ok(args.includes("--secret-name=procview-webhook-certs"));
+    assert.ok(args.includes("--webhook-config-name=procview"));
+    const role = find(objs, "Role", "procview-webhook-certs");
+    assert.deepEqual(role.rules, [
+      { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
+      { apiGroups: [""], resources: ["secrets"], resourceNames: ["procview-webhook-certs"], verbs: ["get", "update"] },
+    ]);
+    const cr = find(objs, "ClusterRole", "procview-webhook-cabundle");
+    assert.deepEqual(cr.rules, [
+      {
+        apiGroups: ["admissionregistration.k8s.io"],
+        resources: ["mutatingwebhookconfigurations"],
+        resourceNames: ["procview"],
+        verbs: ["get", "patch"],
+      },
+    ]);
+    for (const kind of ["RoleBinding", "ClusterRoleBinding"])
+      assert.deepEqual(find(objs, kind).subjects, [{ kind: "ServiceAccount", name: "procview-webhook", namespace: "procview-system" }]);
+  });
+
+  it("the node daemon: privileged, host pid namespace, Bidirectional mount, every taint tolerated, node-critical, probes that read the mount", () => {
+    const spec = find(objs, "DaemonSet", "procview").spec.template.spec;
+    assert.equal(spec.hostPID, true);
+    assert.equal(spec.priorityClassName, "system-node-critical");
+    assert.deepEqual(spec.tolerations, [{ operator: "Exists" }]);
+    const c = spec.containers[0];
+    assert.equal(c.securityContext.privileged, true);
+    assert.deepEqual(c.volumeMounts, [{ name: "procview", mountPath: "/var/lib/procview", mountPropagation: "Bidirectional" }]);
+    assert.ok(c.resources.requests.memory && c.resources.limits.memory);
+    for (const p of ["livenessProbe", "readinessProbe", "startupProbe"])
+      assert.deepEqual(c[p].exec.command, ["procview", "check", "--mountpoint", "/var/lib/procview"], p);
+    assert.deepEqual(spec.volumes[0].hostPath, { path: "/var/lib/procview", type: "DirectoryOrCreate" });
+  });
+
+  it("the webhook: 2 replicas spread over nodes, a disruption budget, non-root, read-only root filesystem, HTTPS probes", () => {
+    const d = find(objs, "Deployment", "procview-webhook");
+    assert.equal(d.spec.replicas, 2);
+    const spec = d.spec.template.spec;
+    assert.equal(
+      spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.topologyKey,
+      "kubernetes.io/hostname",
+    );
+    assert.equal(spec.securityContext.runAsNonRoot, true);
+    const c = spec.containers[0];
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+    assert.equal(c.readinessProbe.httpGet.path, "/readyz");
+    assert.equal(c.livenessProbe.httpGet.scheme, "HTTPS");
+    assert.equal(find(objs, "PodDisruptionBudget").spec.minAvailable, 1);
+    assert.equal(find(objs, "Service", "procview-webhook").spec.ports[0].port, 443);
+  });
+});
+
+describe("deploy/overlays/cert-manager", () => {
+  const objs = render("deploy/overlays/cert-manager");
+
+  it("renders and validates; cert-manager issues the certificate and injects the CA", () => {
+    for (const o of objs) validate(o);
+    const cert = find(objs, "Certificate", "procview-webhook");
+    assert.equal(cert.spec.secretName, "procview-webhook-tls");
+    assert.ok(cert.spec.dnsNames.includes("procview-webhook.procview-system.svc"));
+    assert.equal(
+      find(objs, "MutatingWebhookConfiguration").metadata.annotations?.["cert-manager.io/inject-ca-from"],
+      "procview-system/procview-webhook",
+    );
+    const c = find(objs, "Deployment", "procview-webhook").spec.template.spec.containers[0];
+    assert.ok(c.args.includes("--tls-cert-file=/tls/tls.crt") && c.args.includes("--tls-key-file=/tls/tls.key"));
+  });
+});
+
+describe("Dockerfile", () => {
+  it("builds with the README's set-up steps and runs as non-root by default", () => {
+    const docker = fs.readFileSync(path.join(ROOT, "Dockerfile"), "utf8");
+    const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+    assert.match(readme, /npm ci && npm run build/);
+    assert.match(docker, /^RUN npm ci .*&& npm run build/m);
+    assert.match(docker, /^FROM .* AS build$/m);
+    assert.match(docker, /^USER 65532:65532$/m);
+  });
+});
