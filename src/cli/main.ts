@@ -20,8 +20,22 @@ export function buildProgram(): Command {
     .description("mount the filesystem and serve it in the foreground")
     .option("--mountpoint <dir>", "where to mount", DEFAULT_MOUNTPOINT)
     .option("--no-cpu-quota", "show the whole cpuset, not ceil(CFS quota) CPUs")
-    .action(async (o: { mountpoint: string; cpuQuota: boolean }) => {
-      process.exitCode = await serve({ mountpoint: o.mountpoint, cpuQuota: o.cpuQuota });
+    .option(
+      "--on-exit <mode>",
+      "upgrade: detach containers' mounts and record them for the next daemon; uninstall: detach and forget",
+      "upgrade",
+    )
+    .option("--no-remount", "do not re-bind containers' stale or handed-over mounts at start")
+    .option("--metrics-address <host:port>", "serve Prometheus metrics here (e.g. 127.0.0.1:9105)")
+    .action(async (o: { mountpoint: string; cpuQuota: boolean; onExit: string; remount: boolean; metricsAddress?: string }) => {
+      if (o.onExit !== "upgrade" && o.onExit !== "uninstall") throw new UsageError(`--on-exit: "${o.onExit}" is not upgrade or uninstall`);
+      process.exitCode = await serve({
+        mountpoint: o.mountpoint,
+        cpuQuota: o.cpuQuota,
+        onExit: o.onExit,
+        remount: o.remount,
+        metricsAddress: o.metricsAddress,
+      });
     });
 
   program

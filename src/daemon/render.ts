@@ -43,6 +43,8 @@ export type FallbackReason = "outside-pid-namespace" | "process-gone" | "host-cg
 export interface Rendered {
   text: string;
   fallback?: FallbackReason;
+  /** The reader's cgroup (its first controller's directory), when it got a container view. */
+  cgroup?: string;
 }
 
 export interface LoadEntry extends TaskSample {
@@ -126,7 +128,9 @@ export class Renderer {
     }
     const text = this.renderFor(view, r);
     if (typeof text === "number") return text;
-    return text === undefined ? { text: this.hostFile(view), fallback: "cgroup-unreadable" } : { text };
+    if (text === undefined) return { text: this.hostFile(view), fallback: "cgroup-unreadable" };
+    const p = r.cg.byController.memory ?? r.cg.byController.cpu ?? r.cg.unified;
+    return { text, cgroup: p?.dir };
   }
 
   private cpu(r: Reader): { limits: CpuLimits; visible: number[]; pool: number[] } {

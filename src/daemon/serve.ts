@@ -1,28 +1,42 @@
-// `procview serve`: mount, start the serving worker, and unmount on SIGTERM/SIGINT.
+// `procview serve`: the supervisor. It mounts the filesystem and keeps the /dev/fuse
+// descriptor for the life of the mount; the serving process it starts can crash and be
+// replaced on the same connection, so no container ever sees the mount go stale.
+import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { MessageChannel, Worker } from "node:worker_threads";
-import { mountFuse, parseMountinfo, unmount } from "../fuse/mount";
-import { LoadSampler } from "./loads";
-import type { WorkerConfig } from "./worker";
+import pino from "pino";
+import { mountFuse } from "../fuse/mount";
+import type { ChildConfig } from "./child";
+import { answers, type Layout, LayoutError, layoutOf, prepareAnchor, removeAnchor, unmountFs } from "./layout";
+import { DaemonMetrics, type Snapshot } from "./metrics";
 
 export const DEFAULT_MOUNTPOINT = "/var/lib/procview";
-export const FS_TYPE = "fuse.procview";
+export { FS_TYPE } from "./layout";
+
+export type OnExit = "upgrade" | "uninstall";
 
 export interface ServeOptions {
   mountpoint: string;
   cpuQuota: boolean;
+  onExit: OnExit;
+  metricsAddress?: string;
+  /** Re-bind containers whose procview mounts are stale, and those a previous daemon handed over. */
+  remount: boolean;
 }
 
 /** A problem the operator must fix before serving; the message is the whole story. */
 export class UsageError extends Error {}
 
-export function isMounted(dir: string): boolean {
-  const mounts = parseMountinfo(fs.readFileSync("/proc/self/mountinfo", "utf8"));
-  return mounts.some((m) => m.mountPoint === dir);
+/** True when a procview filesystem is mounted under `mountpoint` (answering or not). */
+export function isMounted(mountpoint: string): boolean {
+  const l = layoutOf(mountpoint);
+  return fs
+    .readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .some((line) => line.includes(` ${l.fsDir} `) && line.includes(" - fuse.procview "));
 }
 
-function preflight(dir: string): string {
+function preflight(dir: string): Layout {
   if (process.getuid?.() !== 0) throw new UsageError("procview serve must run as root (it mounts a filesystem)");
   if (!fs.existsSync("/dev/fuse"))
     throw new UsageError("/dev/fuse does not exist: load the fuse module or pass the device to this container");
@@ -33,61 +47,110 @@ function preflight(dir: string): string {
     throw new UsageError(`mountpoint ${dir} does not exist: create it first (mkdir -p ${dir})`);
   }
   if (!st.isDirectory()) throw new UsageError(`mountpoint ${dir} is not a directory`);
-  const real = fs.realpathSync(dir);
-  if (isMounted(real)) throw new UsageError(`${real} is already mounted: is another procview running? (umount ${real})`);
-  return real;
+  return layoutOf(fs.realpathSync(dir));
 }
+
+const RESTART_WINDOW_MS = 10_000;
+const RESTARTS_BEFORE_BACKOFF = 20;
 
 /** Runs until a signal; resolves with the process exit code. */
 export async function serve(opts: ServeOptions): Promise<number> {
-  const dir = preflight(path.resolve(opts.mountpoint));
-  const fd = mountFuse(dir, { source: "procview", subtype: "procview" });
-  const channel = new MessageChannel();
-  const sampler = new LoadSampler(channel.port1);
-  sampler.start();
-  const cfg: WorkerConfig = { fd, cpuQuota: opts.cpuQuota, loadPort: channel.port2 };
-  const worker = new Worker(path.join(__dirname, "worker.js"), {
-    workerData: cfg,
-    transferList: [channel.port2],
-    // Renders allocate short-lived strings only: a small young generation keeps RSS low.
-    resourceLimits: { maxYoungGenerationSizeMb: 4 },
-  });
+  const layout = preflight(path.resolve(opts.mountpoint));
+  const log = pino({ level: process.env.PROCVIEW_LOG_LEVEL ?? "info", base: { component: "serve" } }, pino.destination(2));
+  let replacedStale: boolean;
+  try {
+    ({ replacedStale } = prepareAnchor(layout));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (replacedStale) log.warn({ fsDir: layout.fsDir }, "replaced a stale mount left by a daemon that died");
+  const fd = mountFuse(layout.fsDir, { source: "procview", subtype: "procview" });
+  const metrics = new DaemonMetrics();
+  const metricsServer = opts.metricsAddress ? await metrics.listen(opts.metricsAddress) : undefined;
 
   // A reader of our output that goes away must not take the filesystem down with it.
   process.stdout.on("error", () => {});
   process.stderr.on("error", () => {});
+
+  let stopping = false;
+  let generation = 0;
+  let child: ChildProcess | undefined;
+  const recent: number[] = [];
+
+  const startChild = () => {
+    const cfg: ChildConfig = { cpuQuota: opts.cpuQuota, generation: generation++ };
+    child = spawn(process.execPath, [path.join(__dirname, "child.js")], {
+      stdio: ["ignore", "inherit", "inherit", "ipc", fd],
+      env: { ...process.env, PROCVIEW_CHILD: JSON.stringify(cfg) },
+    });
+    const mine = child;
+    mine.on("message", (m: Snapshot) => {
+      if (mine === child) metrics.update(m);
+    });
+    mine.once("exit", (code, signal) => {
+      if (mine !== child) return;
+      metrics.carryOver();
+      if (stopping) return;
+      // The descriptor is still ours: start another serving process on the same connection.
+      const now = Date.now();
+      recent.push(now);
+      while (recent.length && now - recent[0] > RESTART_WINDOW_MS) recent.shift();
+      const delay = recent.length > RESTARTS_BEFORE_BACKOFF ? 1000 : 0;
+      log.warn({ code, signal, restartInMs: delay, generation }, "serving process died; starting another on the same connection");
+      metrics.restarts.inc();
+      setTimeout(() => {
+        if (!stopping) startChild();
+      }, delay);
+    });
+  };
+  startChild();
+
   return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (code: number) => {
+    const stop = async (code: number) => {
       if (stopping) return;
       stopping = true;
-      unmount(dir);
-      sampler.stop();
-      // The worker leaves its loop when the kernel reports the unmount (ENODEV).
-      const force = setTimeout(() => void worker.terminate(), 2000);
+      const { detachAll } = await import("../toolkit/containers.js");
+      // Containers fall back to the host's own files rather than a mount that will go stale;
+      // on upgrade the next daemon re-binds the ones recorded here.
+      const report = detachAll(layout, { record: opts.onExit === "upgrade" });
+      metrics.remounts.inc({ action: "detach", result: "ok" }, report.detached);
+      log.info({ onExit: opts.onExit, ...report }, "detached containers' mounts");
+      if (opts.onExit === "uninstall") removeAnchor(layout);
+      else unmountFs(layout);
+      // The serving process leaves its loop when the kernel reports the unmount (ENODEV).
+      const force = setTimeout(() => child?.kill("SIGKILL"), 3000);
       force.unref();
-      worker.once("exit", () => {
-        fs.closeSync(fd);
-        resolve(code);
-      });
+      const exited =
+        child && child.exitCode === null && child.signalCode === null ? new Promise((r) => child?.once("exit", r)) : Promise.resolve();
+      await exited;
+      fs.closeSync(fd);
+      metricsServer?.close();
+      resolve(code);
     };
-    process.once("SIGTERM", () => stop(0));
-    process.once("SIGINT", () => stop(0));
+    process.once("SIGTERM", () => void stop(0));
+    process.once("SIGINT", () => void stop(0));
     process.once("uncaughtException", (e) => {
-      process.stderr.write(`procview: ${e.message}\n`);
-      stop(1);
+      log.error({ err: e.message }, "supervisor failed");
+      void stop(1);
     });
-    worker.on("error", (e) => {
-      process.stderr.write(`procview: serving thread failed: ${e.message}\n`);
-      stop(1);
+    const ready = async () => {
+      // The first read goes through INIT and a full render: when it answers, we serve.
+      const deadline = Date.now() + 10_000;
+      while (!answers(layout.fsDir)) {
+        if (Date.now() > deadline || stopping) throw new Error(`${layout.fsDir} does not answer`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      process.stdout.write(`procview: serving ${layout.anchor} (pid ${process.pid})\n`);
+      if (!opts.remount) return;
+      const { remountAll } = await import("../toolkit/containers.js");
+      const report = remountAll(layout);
+      metrics.remounts.inc({ action: "rebind", result: "ok" }, report.rebound);
+      metrics.remounts.inc({ action: "rebind", result: "failed" }, report.failed.length);
+      if (report.rebound || report.failed.length) log.info(report, "re-bound containers' mounts");
+    };
+    ready().catch((e: Error) => {
+      if (e instanceof LayoutError || !stopping) log.error({ err: e.message }, "startup failed");
+      void stop(1);
     });
-    // The first read goes through INIT and a full render: when it answers, we serve.
-    fs.promises.readFile(path.join(dir, "proc/uptime")).then(
-      () => process.stdout.write(`procview: serving ${dir} (pid ${process.pid})\n`),
-      (e: Error) => {
-        process.stderr.write(`procview: ${dir} does not answer: ${e.message}\n`);
-        stop(1);
-      },
-    );
   });
 }

@@ -16,6 +16,21 @@ const STATIC_VALID = 3600;
 const HOST_VALID = 1;
 const CPU_DIR = "sys/devices/system/cpu";
 const CPU_ENTRY = /^cpu(\d+)$/;
+// Passed-through entries get inode numbers from their path, so that a serving process
+// started after a crash gives the kernel's cached inodes the same meaning.
+const HOST_INO_BASE = 2 ** 20;
+
+/** 48 bits of FNV-1a (two 32-bit passes with different offsets): stable across processes. */
+function pathIno(rel: string): number {
+  let a = 0x811c9dc5;
+  let b = 0x050c5d1f;
+  for (let i = 0; i < rel.length; i++) {
+    const c = rel.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193) >>> 0;
+    b = Math.imul(b ^ c, 0x01000193) >>> 0;
+  }
+  return HOST_INO_BASE + (a * 0x10000 + (b & 0xffff));
+}
 
 type Node =
   | { kind: "dir"; ino: number; path: string; children: Map<string, number> }
@@ -29,22 +44,28 @@ interface Handle {
   snapshot?: Buffer;
 }
 
-/** What a request resolved to, for counting: the view served and whether the host's file was given. */
-export type ReadHook = (view: string, rendered: Rendered | undefined, micros: number) => void;
+/** What a read resolved to, for counting: the view served and whether the host's file was given. */
+export type ReadHook = (view: string, rendered: Rendered | undefined, micros: number, container: string | undefined) => void;
 
 export class ProcviewTree implements FileSystem {
   private readonly nodes = new Map<number, Node>();
   private readonly hostInos = new Map<string, number>();
   private readonly handles = new Map<number, Handle>();
   private nextIno = ROOT;
-  private nextFh = 1;
+  private nextFh: number;
   private readonly started = Math.floor(Date.now() / 1000);
 
+  /**
+   * `generation` numbers the serving process: handles it issues cannot be mistaken for
+   * those of an earlier one that crashed with some still open.
+   */
   constructor(
     private readonly renderer: Renderer,
     private readonly hostCpuDir = "/sys/devices/system/cpu",
     private readonly onRead?: ReadHook,
+    generation = 0,
   ) {
+    this.nextFh = (generation % 2 ** 20) * 2 ** 32 + 1;
     this.addDir("");
     for (const v of VIEWS) {
       this.ensureDirs(path.dirname(v));
@@ -88,11 +109,33 @@ export class ProcviewTree implements FileSystem {
   private hostNode(rel: string): Node {
     let ino = this.hostInos.get(rel);
     if (ino === undefined) {
-      ino = this.nextIno++;
+      ino = pathIno(rel);
       this.hostInos.set(rel, ino);
       this.nodes.set(ino, { kind: "host", ino, path: `${CPU_DIR}/${rel}`, rel });
     }
     return this.nodes.get(ino) as Node;
+  }
+
+  /** A node by inode number, including passed-through ones an earlier process handed out. */
+  private node(ino: number): Node | undefined {
+    const n = this.nodes.get(ino);
+    if (n || ino < HOST_INO_BASE) return n;
+    // Walk the host's cpu tree once to learn which path this number stands for.
+    const walk = (rel: string, depth: number) => {
+      let entries: fs.Dirent[];
+      try {
+        entries = fs.readdirSync(rel ? path.join(this.hostCpuDir, rel) : this.hostCpuDir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const e of entries) {
+        const child = rel ? `${rel}/${e.name}` : e.name;
+        this.hostNode(child);
+        if (e.isDirectory() && depth < 6) walk(child, depth + 1);
+      }
+    };
+    walk("", 0);
+    return this.nodes.get(ino);
   }
 
   private attrOf(node: Node, caller: Caller): Attr | Errno {
@@ -117,7 +160,7 @@ export class ProcviewTree implements FileSystem {
   }
 
   lookup(parent: number, name: string, caller: Caller): Entry | Errno {
-    const dir = this.nodes.get(parent);
+    const dir = this.node(parent);
     if (!dir) return E.ENOENT;
     if (dir.kind === "dir") {
       const child = dir.children.get(name);
@@ -131,13 +174,13 @@ export class ProcviewTree implements FileSystem {
   }
 
   getattr(ino: number, caller: Caller): Entry | Errno {
-    const node = this.nodes.get(ino);
+    const node = this.node(ino);
     if (!node) return E.ENOENT;
     return this.entry(node, caller, node.kind === "host" ? HOST_VALID : STATIC_VALID);
   }
 
   readlink(ino: number, caller: Caller): string | Errno {
-    const node = this.nodes.get(ino);
+    const node = this.node(ino);
     if (node?.kind !== "host") return E.EINVAL;
     const p = this.hostPath(node.rel, this.renderer.visibleFor(caller.pid));
     if (p === undefined) return E.ENOENT;
@@ -149,7 +192,7 @@ export class ProcviewTree implements FileSystem {
   }
 
   open(ino: number, _flags: number, caller: Caller): Opened | Errno {
-    const node = this.nodes.get(ino);
+    const node = this.node(ino);
     if (!node) return E.ENOENT;
     if (node.kind === "dir") return E.EISDIR;
     const fh = this.nextFh++;
@@ -163,7 +206,7 @@ export class ProcviewTree implements FileSystem {
     if (node.kind === "view") {
       const r = this.renderer.render(node.view, caller.pid, caller.uid);
       if (typeof r === "number") return r;
-      this.onRead?.(node.view, r, Number(process.hrtime.bigint() - started) / 1000);
+      this.onRead?.(node.view, r, Number(process.hrtime.bigint() - started) / 1000, r.cgroup);
       return Buffer.from(r.text, "latin1");
     }
     const p = node.kind === "host" ? this.hostPath(node.rel, this.renderer.visibleFor(caller.pid)) : undefined;
@@ -175,9 +218,15 @@ export class ProcviewTree implements FileSystem {
     }
   }
 
-  read(_ino: number, fh: number, offset: number, size: number, caller: Caller): Buffer | Errno {
-    const h = this.handles.get(fh);
-    if (!h) return E.EBADF;
+  read(ino: number, fh: number, offset: number, size: number, caller: Caller): Buffer | Errno {
+    let h = this.handles.get(fh);
+    if (!h) {
+      // Opened through a serving process that has since crashed: serve it afresh.
+      const node = this.node(ino);
+      if (!node) return E.EBADF;
+      h = { node, opener: caller.pid };
+      this.handles.set(fh, h);
+    }
     // Render at offset 0 (a first read, or a reader that seeks back like top); serve later
     // offsets from that snapshot so small reads see one consistent file.
     if (offset === 0 || !h.snapshot) {
@@ -193,7 +242,7 @@ export class ProcviewTree implements FileSystem {
   }
 
   readdir(ino: number, caller: Caller): readonly DirEntry[] | Errno {
-    const node = this.nodes.get(ino);
+    const node = this.node(ino);
     if (!node) return E.ENOENT;
     const dots: DirEntry[] = [
       { ino, name: ".", type: DT_DIR },

@@ -35,6 +35,8 @@ export function unmount(dir: string): boolean {
 
 export interface MountEntry {
   id: number;
+  /** "major:minor" of the filesystem: tells one FUSE connection from another. */
+  device: string;
   mountPoint: string;
   root: string;
   fsType: string;
@@ -54,6 +56,7 @@ export function parseMountinfo(text: string): MountEntry[] {
     const r = right.split(" ");
     out.push({
       id: Number(f[0]),
+      device: f[2],
       root: decode(f[3]),
       mountPoint: decode(f[4]),
       fsType: r[0],

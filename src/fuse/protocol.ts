@@ -288,3 +288,15 @@ export function encodeDirents(buf: Buffer, entries: readonly DirEntry[], from: n
   }
   return pos;
 }
+
+// enum fuse_notify_code: asks the kernel to queue again every request a server had read
+// but not answered (since 7.40), so those a crashed server took with it are not lost.
+export const NOTIFY_RESEND = 7;
+
+/** A notification is an out header with unique 0 and the notification code in the error field. */
+export function encodeNotifyResend(buf: Buffer): number {
+  buf.writeUInt32LE(OUT_HEADER_SIZE, 0);
+  buf.writeInt32LE(NOTIFY_RESEND, 4);
+  writeU64(buf, 0, 8);
+  return OUT_HEADER_SIZE;
+}

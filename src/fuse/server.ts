@@ -23,6 +23,21 @@ interface Row {
   handler: Handler;
 }
 
+/**
+ * Tells the kernel to resend what an earlier server on this connection read but never
+ * answered. Harmless when there is nothing to resend; refused (ignored) by kernels before 7.40.
+ */
+export function requestResend(fd: number): boolean {
+  const buf = Buffer.alloc(P.OUT_HEADER_SIZE);
+  P.encodeNotifyResend(buf);
+  try {
+    fs.writeSync(fd, buf, 0, P.OUT_HEADER_SIZE);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export interface ServerOptions {
   /** Called for each request after its reply, with the opcode name and microseconds spent. */
   onRequest?: (op: string, micros: number) => void;

@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { isMounted } from "../../src/daemon/serve";
-import { BIN, startProcview, tempDir } from "../helpers/daemons";
+import { BIN, cleanMountpoint, startProcview, tempDir } from "../helpers/daemons";
 import { Container } from "../helpers/runc";
 
 function procview(args: string[], opts: { asUser?: number } = {}) {
@@ -40,15 +40,16 @@ describe("procview serve refuses what it cannot do", () => {
   it("unknown flag", () => {
     assertOneLineError(procview(["serve", "--no-such-flag"]), /unknown option/);
   });
-  it("already mounted, and SIGINT unmounts and exits 0", async () => {
+  it("already serving, and SIGINT unmounts and exits 0", async () => {
     const d = await startProcview();
     try {
-      assertOneLineError(procview(["serve", "--mountpoint", d.dir]), /already mounted/);
+      assertOneLineError(procview(["serve", "--mountpoint", d.dir]), /already mounted and serving/);
     } finally {
       d.proc.kill("SIGINT");
       const code = await new Promise((r) => d.proc.once("exit", r));
       assert.equal(code, 0);
       assert.equal(isMounted(d.dir), false);
+      cleanMountpoint(d.dir);
     }
   });
 });

@@ -63,10 +63,16 @@ export async function startProcview(args: string[] = [], dir = tempDir("procview
     stop: async () => {
       proc.kill("SIGTERM");
       const code = await waitExit(proc, 10000);
-      if (isMounted(dir)) spawnSync("umount", ["-l", dir]);
+      cleanMountpoint(dir);
       return code;
     },
   };
+}
+
+/** Tests leave nothing mounted: the filesystem if a daemon died, and the anchor serve leaves for the next one. */
+export function cleanMountpoint(dir: string): void {
+  if (isMounted(dir)) spawnSync("umount", ["-l", path.join(dir, ".fs")]);
+  for (let i = 0; i < 3 && fs.readFileSync("/proc/self/mountinfo", "utf8").includes(` ${dir} `); i++) spawnSync("umount", ["-l", dir]);
 }
 
 export async function startLxcfs(dir = tempDir("lxcfs-mnt-")): Promise<Daemon> {
@@ -80,7 +86,8 @@ export async function startLxcfs(dir = tempDir("lxcfs-mnt-")): Promise<Daemon> {
     out += d;
   });
   const deadline = Date.now() + 15000;
-  while (!(isMounted(dir) && fs.existsSync(path.join(dir, "proc/meminfo")))) {
+  const lxcfsMounted = () => fs.readFileSync("/proc/self/mountinfo", "utf8").includes(` ${dir} `);
+  while (!(lxcfsMounted() && fs.existsSync(path.join(dir, "proc/meminfo")))) {
     if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`lxcfs did not start: ${out}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -91,7 +98,7 @@ export async function startLxcfs(dir = tempDir("lxcfs-mnt-")): Promise<Daemon> {
     stop: async () => {
       proc.kill("SIGTERM");
       const code = await waitExit(proc, 15000);
-      if (isMounted(dir)) spawnSync("umount", ["-l", dir]);
+      if (lxcfsMounted()) spawnSync("umount", ["-l", dir]);
       return code;
     },
   };

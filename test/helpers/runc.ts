@@ -13,6 +13,11 @@ export interface ContainerOptions {
   /** Directory whose proc/... and sys/... files are bound over the container's (procview or LXCFS). */
   source?: string;
   targets?: readonly BindTarget[];
+  /**
+   * Also mount the source directory with slave propagation at /run/procview, as the webhook
+   * and docker-args do, so a restarted daemon can re-bind the container's files.
+   */
+  remountable?: boolean;
 }
 
 let counter = 0;

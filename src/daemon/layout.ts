@@ -1,0 +1,90 @@
+// The mountpoint's layout. The directory itself (the anchor) is a shared mount; the FUSE
+// filesystem sits below it at .fs, with proc and sys symlinks into it so that
+// <mountpoint>/proc/meminfo works as LXCFS's paths do. A container that holds a slave
+// copy of the anchor sees the filesystem of every later daemon appear inside it: that is
+// what lets a restarted daemon re-bind the container's files (a bind from another mount
+// namespace is refused by the kernel).
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parseMountinfo, type MountEntry } from "../fuse/mount";
+
+export const FS_TYPE = "fuse.procview";
+
+export interface Layout {
+  anchor: string;
+  fsDir: string;
+  /** Where a stopping daemon records the container mounts it detached, for the next one. */
+  handoverFile: string;
+}
+
+export function layoutOf(mountpoint: string): Layout {
+  const anchor = path.resolve(mountpoint);
+  return { anchor, fsDir: path.join(anchor, ".fs"), handoverFile: path.join(anchor, ".handover.json") };
+}
+
+export function ownMounts(): MountEntry[] {
+  return parseMountinfo(fs.readFileSync("/proc/self/mountinfo", "utf8"));
+}
+
+/** The procview mount at `dir` in our namespace, if any (the topmost). */
+export function fuseAt(dir: string): MountEntry | undefined {
+  return ownMounts()
+    .filter((m) => m.mountPoint === dir && m.fsType === FS_TYPE)
+    .pop();
+}
+
+export class LayoutError extends Error {}
+
+function run(cmd: string, args: string[]): void {
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  if (r.status !== 0) throw new LayoutError(`${cmd} ${args.join(" ")}: ${(r.stderr || r.error?.message || "failed").trim()}`);
+}
+
+/** Whether a read through the mount reaches a daemon, without hanging on a dead one. */
+export function answers(fsDir: string): boolean {
+  return spawnSync("timeout", ["2", "head", "-c", "1", path.join(fsDir, "proc/uptime")], { stdio: "ignore" }).status === 0;
+}
+
+/**
+ * Makes the anchor a shared mount, creates .fs and the symlinks, and clears a stale
+ * filesystem left at .fs by a daemon that died. Returns whether one was cleared.
+ */
+export function prepareAnchor(l: Layout): { replacedStale: boolean } {
+  if (!ownMounts().some((m) => m.mountPoint === l.anchor)) run("mount", ["--bind", l.anchor, l.anchor]);
+  run("mount", ["--make-shared", l.anchor]);
+  fs.mkdirSync(l.fsDir, { recursive: true });
+  for (const name of ["proc", "sys"]) {
+    const link = path.join(l.anchor, name);
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.lstatSync(link);
+    } catch {
+      fs.symlinkSync(`.fs/${name}`, link);
+      continue;
+    }
+    if (!st.isSymbolicLink()) throw new LayoutError(`${link} exists and is not procview's symlink: move it away`);
+  }
+  let replacedStale = false;
+  while (fuseAt(l.fsDir)) {
+    if (answers(l.fsDir))
+      throw new LayoutError(
+        `${l.anchor} is already mounted and serving: is another procview running? (procview check --mountpoint ${l.anchor})`,
+      );
+    // Lazily, so that the detach reaches containers' slave copies however busy they are.
+    run("umount", ["-l", l.fsDir]);
+    replacedStale = true;
+  }
+  return { replacedStale };
+}
+
+/** Uninstall: the filesystem and the anchor go; the symlinks stay (dangling, harmless). */
+export function removeAnchor(l: Layout): void {
+  unmountFs(l);
+  while (ownMounts().some((m) => m.mountPoint === l.anchor)) if (spawnSync("umount", ["-l", l.anchor]).status !== 0) break;
+}
+
+/** Unmounts the filesystem; the anchor and the symlinks stay, harmless, for the next daemon. */
+export function unmountFs(l: Layout): void {
+  while (fuseAt(l.fsDir)) if (spawnSync("umount", ["-l", l.fsDir]).status !== 0) break;
+}
