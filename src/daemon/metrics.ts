@@ -72,7 +72,7 @@ export class DaemonMetrics {
 
   constructor() {
     const total = (i: number) => this.base[i] + this.current[i];
-    const self = this;
+    const containers = () => this.current[AT.containers];
     new prom.Counter({
       name: "procview_reads_total",
       help: "Files rendered, by file",
@@ -107,7 +107,7 @@ export class DaemonMetrics {
       help: "Distinct cgroups read from in the last minute",
       registers: [this.registry],
       collect() {
-        this.set(self.current[AT.containers]);
+        this.set(containers());
       },
     });
     // The render histogram is kept in shared memory; it is reported as prom-client would.

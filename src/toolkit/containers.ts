@@ -189,7 +189,7 @@ export function detachAll(l: Layout, o: { record: boolean; only?: (pid: number) 
 /** What a new daemon does at start: re-bind stale mounts, and the ones the last daemon handed over. */
 export function remountAll(l: Layout, only?: (pid: number) => boolean): Report {
   const report = remountStale(l, only);
-  let handed: Handover[] = [];
+  let handed: Handover[];
   try {
     handed = JSON.parse(fs.readFileSync(l.handoverFile, "utf8")) as Handover[];
   } catch {
