@@ -63,6 +63,84 @@ export function buildProgram(): Command {
       process.exit(r.ok ? 0 : 1);
     });
 
+  const selected = async (o: { all?: boolean; pid?: string; containerId?: string }) => {
+    const chosen = [o.all, o.pid, o.containerId].filter((x) => x !== undefined && x !== false).length;
+    if (chosen !== 1) throw new UsageError("say which containers: exactly one of --all, --pid PID, --container-id ID");
+    const c = await import("../toolkit/containers.js");
+    try {
+      if (o.pid !== undefined) {
+        if (!/^\d+$/.test(o.pid)) throw new UsageError(`--pid: "${o.pid}" is not a process id`);
+        return c.selectPid(Number(o.pid));
+      }
+      return o.containerId !== undefined ? c.selectContainerId(o.containerId) : undefined;
+    } catch (e) {
+      throw e instanceof c.SelectError ? new UsageError(e.message) : e;
+    }
+  };
+  const printReport = (verb: string, r: import("../toolkit/containers").Report) => {
+    process.stdout.write(
+      `${verb} ${r.rebound + r.detached} mount(s) in ${r.containers} container(s)${r.failed.length ? `; ${r.failed.length} failed` : ""}\n`,
+    );
+    for (const f of r.failed) process.stderr.write(`procview: pid ${f.pid}: ${f.error}\n`);
+    process.exitCode = r.failed.length ? 1 : 0;
+  };
+
+  program
+    .command("remount")
+    .description("re-bind containers' stale procview mounts (and ones handed over by a stopped daemon) to the live filesystem")
+    .option("--mountpoint <dir>", "procview's mountpoint", DEFAULT_MOUNTPOINT)
+    .option("--all", "every container")
+    .option("--pid <pid>", "the container this process runs in")
+    .option("--container-id <id>", "a container by id (runc, or the id in its cgroup path)")
+    .action(async (o: { mountpoint: string; all?: boolean; pid?: string; containerId?: string }) => {
+      const only = await selected(o);
+      const { layoutOf, answers } = await import("../daemon/layout.js");
+      const l = layoutOf(o.mountpoint);
+      if (!answers(l.fsDir)) throw new UsageError(`procview is not serving at ${l.anchor}: start procview serve first`);
+      const { remountAll } = await import("../toolkit/containers.js");
+      printReport("re-bound", remountAll(l, only));
+    });
+
+  program
+    .command("umount")
+    .description("remove procview's mounts from containers, so they read the host's files again")
+    .option("--mountpoint <dir>", "procview's mountpoint", DEFAULT_MOUNTPOINT)
+    .option("--all", "every container")
+    .option("--pid <pid>", "the container this process runs in")
+    .option("--container-id <id>", "a container by id (runc, or the id in its cgroup path)")
+    .action(async (o: { mountpoint: string; all?: boolean; pid?: string; containerId?: string }) => {
+      const only = await selected(o);
+      const { layoutOf } = await import("../daemon/layout.js");
+      const { detachAll } = await import("../toolkit/containers.js");
+      printReport("detached", detachAll(layoutOf(o.mountpoint), { record: false, only }));
+    });
+
+  program
+    .command("oci-hook")
+    .description("OCI createRuntime/prestart hook: bind procview's files into the starting container (state JSON on stdin)")
+    .option("--mountpoint <dir>", "procview's mountpoint", DEFAULT_MOUNTPOINT)
+    .action(async (o: { mountpoint: string }) => {
+      const { runHook, HookError } = await import("../toolkit/oci-hook.js");
+      const { layoutOf } = await import("../daemon/layout.js");
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      try {
+        runHook(Buffer.concat(chunks).toString("utf8"), layoutOf(o.mountpoint));
+      } catch (e) {
+        throw e instanceof HookError ? new UsageError(`oci-hook: ${e.message}`) : e;
+      }
+    });
+
+  program
+    .command("docker-args")
+    .description("print the docker/podman run flags that mount procview's files")
+    .option("--mountpoint <dir>", "procview's mountpoint", DEFAULT_MOUNTPOINT)
+    .option("--no-remountable", "leave out the slave mount of the mountpoint that lets a restarted daemon re-bind")
+    .action(async (o: { mountpoint: string; remountable: boolean }) => {
+      const { dockerArgs } = await import("../toolkit/docker-args.js");
+      process.stdout.write(`${dockerArgs(o.mountpoint, o.remountable).join(" ")}\n`);
+    });
+
   program
     .command("webhook")
     .description("serve the Kubernetes mutating admission webhook that injects procview's mounts")

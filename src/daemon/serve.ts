@@ -6,9 +6,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import pino from "pino";
 import { mountFuse } from "../fuse/mount";
-import type { ChildConfig } from "./child";
-import { answers, type Layout, LayoutError, layoutOf, prepareAnchor, removeAnchor, unmountFs } from "./layout";
-import { DaemonMetrics, type Snapshot } from "./metrics";
+import type { ChildConfig, FromChild, ToChild } from "./child";
+import { type Layout, LayoutError, layoutOf, prepareAnchor, removeAnchor, unmountFs } from "./layout";
+import { DaemonMetrics } from "./daemon-metrics";
 
 export const DEFAULT_MOUNTPOINT = "/var/lib/procview";
 export { FS_TYPE } from "./layout";
@@ -74,36 +74,75 @@ export async function serve(opts: ServeOptions): Promise<number> {
 
   let stopping = false;
   let generation = 0;
-  let child: ChildProcess | undefined;
+  // One process serves; a standby, already loaded, waits to take over the moment it dies.
+  let active: ChildProcess | undefined;
+  let standby: ChildProcess | undefined;
+  let standbyReady = false;
+  let needServer = true;
   const recent: number[] = [];
 
-  const startChild = () => {
+  const promote = () => {
+    if (!needServer || !standby || !standbyReady || stopping) return;
+    active = standby;
+    standby = undefined;
+    standbyReady = false;
+    needServer = false;
+    const next = active;
+    next.send({ go: true } satisfies ToChild, (e) => {
+      // It died between "ready" and "go": its exit handler asks for the next standby.
+      if (e) log.warn({ pid: next.pid, err: e.message }, "standby could not be told to serve");
+    });
+    spawnStandby();
+  };
+
+  const spawnStandby = () => {
+    if (stopping || standby) return;
     const cfg: ChildConfig = { cpuQuota: opts.cpuQuota, generation: generation++ };
-    child = spawn(process.execPath, [path.join(__dirname, "child.js")], {
+    const child = spawn(process.execPath, [path.join(__dirname, "child.js")], {
       stdio: ["ignore", "inherit", "inherit", "ipc", fd],
       env: { ...process.env, PROCVIEW_CHILD: JSON.stringify(cfg) },
     });
-    const mine = child;
-    mine.on("message", (m: Snapshot) => {
-      if (mine === child) metrics.update(m);
+    standby = child;
+    // IPC to a process that just died reports here instead of throwing.
+    child.on("error", (e) => log.warn({ pid: child.pid, err: e.message }, "serving process channel error"));
+    child.on("message", (m: FromChild) => {
+      if ("ready" in m) {
+        if (child === standby) {
+          standbyReady = true;
+          promote();
+        }
+      } else if (child === active) metrics.update(m);
     });
-    mine.once("exit", (code, signal) => {
-      if (mine !== child) return;
-      metrics.carryOver();
+    let everReady = false;
+    child.once("message", () => (everReady = true));
+    child.once("exit", (code, signal) => {
+      if (child === standby) {
+        standby = undefined;
+        standbyReady = false;
+      }
+      if (child === active) {
+        active = undefined;
+        metrics.carryOver();
+        if (stopping) return;
+        needServer = true;
+        // The descriptor is still ours: the standby serves on the same connection.
+        log.warn({ code, signal, pid: child.pid }, "serving process died; the standby takes over");
+        metrics.restarts.inc();
+      }
       if (stopping) return;
-      // The descriptor is still ours: start another serving process on the same connection.
+      // Back off only from processes that die before they are ready (a broken install),
+      // never from one killed while serving: readers are waiting for its successor.
       const now = Date.now();
-      recent.push(now);
+      if (!everReady) recent.push(now);
       while (recent.length && now - recent[0] > RESTART_WINDOW_MS) recent.shift();
       const delay = recent.length > RESTARTS_BEFORE_BACKOFF ? 1000 : 0;
-      log.warn({ code, signal, restartInMs: delay, generation }, "serving process died; starting another on the same connection");
-      metrics.restarts.inc();
       setTimeout(() => {
-        if (!stopping) startChild();
+        spawnStandby();
+        promote();
       }, delay);
     });
   };
-  startChild();
+  spawnStandby();
 
   return new Promise<number>((resolve) => {
     const stop = async (code: number) => {
@@ -118,11 +157,11 @@ export async function serve(opts: ServeOptions): Promise<number> {
       if (opts.onExit === "uninstall") removeAnchor(layout);
       else unmountFs(layout);
       // The serving process leaves its loop when the kernel reports the unmount (ENODEV).
-      const force = setTimeout(() => child?.kill("SIGKILL"), 3000);
+      standby?.kill("SIGKILL");
+      const force = setTimeout(() => active?.kill("SIGKILL"), 3000);
       force.unref();
-      const exited =
-        child && child.exitCode === null && child.signalCode === null ? new Promise((r) => child?.once("exit", r)) : Promise.resolve();
-      await exited;
+      const a = active;
+      if (a && a.exitCode === null && a.signalCode === null) await new Promise((r) => a.once("exit", r));
       fs.closeSync(fd);
       metricsServer?.close();
       resolve(code);
@@ -135,18 +174,25 @@ export async function serve(opts: ServeOptions): Promise<number> {
     });
     const ready = async () => {
       // The first read goes through INIT and a full render: when it answers, we serve.
-      const deadline = Date.now() + 10_000;
-      while (!answers(layout.fsDir)) {
-        if (Date.now() > deadline || stopping) throw new Error(`${layout.fsDir} does not answer`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      // (Asynchronously: the event loop must stay free to tell the first process to serve.)
+      const first = fs.promises.readFile(path.join(layout.fsDir, "proc/uptime"));
+      const late = new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`${layout.fsDir} did not answer in 20 s`)), 20_000).unref(),
+      );
+      await Promise.race([first, late]);
       process.stdout.write(`procview: serving ${layout.anchor} (pid ${process.pid})\n`);
       if (!opts.remount) return;
       const { remountAll } = await import("../toolkit/containers.js");
+      const started = Date.now();
       const report = remountAll(layout);
       metrics.remounts.inc({ action: "rebind", result: "ok" }, report.rebound);
       metrics.remounts.inc({ action: "rebind", result: "failed" }, report.failed.length);
-      if (report.rebound || report.failed.length) log.info(report, "re-bound containers' mounts");
+      if (report.containers) {
+        log.info({ ...report, ms: Date.now() - started }, "re-bound containers' mounts");
+        process.stdout.write(
+          `procview: re-bound ${report.rebound} mount(s) in ${report.containers} container(s) in ${Date.now() - started} ms${report.failed.length ? `; ${report.failed.length} failed` : ""}\n`,
+        );
+      }
     };
     ready().catch((e: Error) => {
       if (e instanceof LayoutError || !stopping) log.error({ err: e.message }, "startup failed");

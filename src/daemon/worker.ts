@@ -1,9 +1,10 @@
-// The serving thread: blocks in read(2) on /dev/fuse and answers every request.
+// The serving thread: blocks in read(2) on /dev/fuse and answers every request. It is built
+// ahead of time and waits at the gate until its process is told to serve.
 import { type MessagePort, workerData } from "node:worker_threads";
-import { serveLoop } from "../fuse/server";
+import { requestResend, serveLoop } from "../fuse/server";
 import { systemRenderer } from "./context";
+import { ReadCounters } from "./counters";
 import { PortLoads } from "./loads";
-import { ReadCounters } from "./metrics";
 import { ProcviewTree } from "./tree";
 
 export interface WorkerConfig {
@@ -12,12 +13,17 @@ export interface WorkerConfig {
   loadPort: MessagePort;
   generation: number;
   metrics: SharedArrayBuffer;
+  /** Set to 1 by the serving process on "go". */
+  gate: Int32Array;
 }
 
 const cfg = workerData as WorkerConfig;
 const { renderer } = systemRenderer(new PortLoads(cfg.loadPort), cfg.cpuQuota);
 const counters = new ReadCounters(cfg.metrics);
-serveLoop(
-  cfg.fd,
-  new ProcviewTree(renderer, undefined, (view, r, us, container) => counters.record(view, r, us, container), cfg.generation),
-);
+const tree = new ProcviewTree(renderer, undefined, (view, r, us, container) => counters.record(view, r, us, container), cfg.generation);
+// Warm the read path (cgroup files, host files, views) before the first real request.
+for (const v of ["proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime"] as const) renderer.render(v, process.pid, 0);
+Atomics.wait(cfg.gate, 0, 0);
+// Whatever a predecessor read but never answered comes back to us.
+requestResend(cfg.fd);
+serveLoop(cfg.fd, tree);

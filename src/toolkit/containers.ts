@@ -15,10 +15,13 @@ export interface Bind {
   device: string;
 }
 
-/** A bind whose daemon is gone answers ENOTCONN; probed through the container's own root. */
+/**
+ * A bind whose daemon is gone answers ENOTCONN; probed through the container's own root.
+ * With open, not stat: the kernel answers stat from its attribute cache, but sends every open.
+ */
 function isStale(pid: number, b: Bind): boolean {
   try {
-    fs.statSync(`/proc/${pid}/root${b.mountPoint}`);
+    fs.closeSync(fs.openSync(`/proc/${pid}/root${b.mountPoint}`, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK));
     return false;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "ENOTCONN";
@@ -32,6 +35,48 @@ export interface ContainerMounts {
   binds: Bind[];
   /** A live copy of the filesystem inside the container (through its slave copy of the anchor). */
   liveCopy?: string;
+}
+
+/** A container's mount namespace ("mnt:[4026532...]"); undefined selects them all. */
+export type Selector = string;
+
+export class SelectError extends Error {}
+
+/** The mount namespace of the container `pid` runs in; refuses the host's own. */
+export function selectPid(pid: number): Selector {
+  let ns: string;
+  try {
+    ns = fs.readlinkSync(`/proc/${pid}/ns/mnt`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new SelectError(code === "ENOENT" ? `no process ${pid}` : `cannot read process ${pid}'s mount namespace: ${code}`);
+  }
+  if (ns === readlink("/proc/self/ns/mnt"))
+    throw new SelectError(`process ${pid} is not in a container: it shares this host's mount namespace`);
+  return ns;
+}
+
+/** A container by id: runc's state if runc knows it, else the first process whose cgroup path names it. */
+export function selectContainerId(id: string): Selector {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{2,}$/.test(id)) throw new SelectError(`"${id}" is not a container id`);
+  const r = spawnSync("runc", ["state", id], { encoding: "utf8" });
+  if (r.status === 0) return selectPid((JSON.parse(r.stdout) as { pid: number }).pid);
+  for (const e of fs.readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
+    let cg: string;
+    try {
+      cg = fs.readFileSync(`/proc/${e}/cgroup`, "utf8");
+    } catch {
+      continue;
+    }
+    if (cg.includes(id)) {
+      try {
+        return selectPid(Number(e));
+      } catch {
+        continue;
+      }
+    }
+  }
+  throw new SelectError(`no running container ${id}`);
 }
 
 export interface Report {
@@ -59,7 +104,7 @@ function readlink(p: string): string | undefined {
 }
 
 /** Every other mount namespace that holds a procview mount, one entry per namespace. */
-export function scanContainers(liveDevice: string | undefined, only?: (pid: number) => boolean): ContainerMounts[] {
+export function scanContainers(liveDevice: string | undefined, only?: Selector): ContainerMounts[] {
   const ownNs = readlink("/proc/self/ns/mnt");
   const seen = new Set<string>();
   const out: ContainerMounts[] = [];
@@ -69,9 +114,8 @@ export function scanContainers(liveDevice: string | undefined, only?: (pid: numb
     .map(Number)
     .sort((a, b) => a - b);
   for (const pid of pids) {
-    if (only && !only(pid)) continue;
     const ns = readlink(`/proc/${pid}/ns/mnt`);
-    if (!ns || ns === ownNs || seen.has(ns)) continue;
+    if (!ns || ns === ownNs || seen.has(ns) || (only && only !== ns)) continue;
     seen.add(ns);
     let text: string;
     try {
@@ -126,7 +170,7 @@ export function liveDevice(l: Layout): string | undefined {
  * container's slave copy of the anchor. A container without such a copy cannot be re-bound:
  * its stale mounts are detached, so it reads the host's files instead of getting errors.
  */
-export function remountStale(l: Layout, only?: (pid: number) => boolean): Report {
+export function remountStale(l: Layout, only?: Selector): Report {
   const live = liveDevice(l);
   const report: Report = { containers: 0, rebound: 0, detached: 0, failed: [] };
   for (const c of scanContainers(live, only)) {
@@ -159,7 +203,7 @@ interface Handover {
 }
 
 /** Removes procview's mounts from containers (they read the host's files again); records them for the next daemon if asked. */
-export function detachAll(l: Layout, o: { record: boolean; only?: (pid: number) => boolean }): Report {
+export function detachAll(l: Layout, o: { record: boolean; only?: Selector }): Report {
   const report: Report = { containers: 0, rebound: 0, detached: 0, failed: [] };
   const handed: Handover[] = [];
   const live = liveDevice(l);
@@ -187,7 +231,7 @@ export function detachAll(l: Layout, o: { record: boolean; only?: (pid: number) 
 }
 
 /** What a new daemon does at start: re-bind stale mounts, and the ones the last daemon handed over. */
-export function remountAll(l: Layout, only?: (pid: number) => boolean): Report {
+export function remountAll(l: Layout, only?: Selector): Report {
   const report = remountStale(l, only);
   let handed: Handover[];
   try {

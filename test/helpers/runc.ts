@@ -1,6 +1,6 @@
 // Real containers for end-to-end tests: runc with a rootfs made of read-only binds of
 // the host's /usr and /etc (no image needed), and real cgroup limits.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type BindTarget, DEFAULT_TARGETS } from "../../src/targets";
@@ -18,6 +18,8 @@ export interface ContainerOptions {
    * and docker-args do, so a restarted daemon can re-bind the container's files.
    */
   remountable?: boolean;
+  /** OCI hooks for config.json (e.g. createRuntime). */
+  hooks?: Record<string, { path: string; args?: string[]; timeout?: number }[]>;
 }
 
 let counter = 0;
@@ -76,6 +78,8 @@ export class Container {
     ];
     if (this.o.source)
       for (const t of this.o.targets ?? DEFAULT_TARGETS) mounts.push(bind(path.join(this.o.source, t.source), t.dest, t.directory));
+    if (this.o.source && this.o.remountable !== false)
+      mounts.push({ destination: "/run/procview", type: "bind", source: this.o.source, options: ["rbind", "rslave", "ro"] });
     const resources: Record<string, unknown> = { devices: [{ allow: false, access: "rwm" }] };
     if (this.o.memoryBytes) resources.memory = { limit: this.o.memoryBytes, swap: this.o.memoryBytes };
     const cpu: Record<string, unknown> = {};
@@ -93,6 +97,7 @@ export class Container {
         noNewPrivileges: true,
       },
       root: { path: "rootfs", readonly: true },
+      ...(this.o.hooks ? { hooks: this.o.hooks } : {}),
       hostname: this.id.slice(0, 60),
       mounts,
       linux: {
@@ -102,6 +107,18 @@ export class Container {
         readonlyPaths: ["/proc/sys", "/proc/sysrq-trigger"],
       },
     };
+  }
+
+  /** Starts a shell command inside without waiting; resolves with its stdout when it ends. */
+  shAsync(command: string): Promise<string> {
+    const p = spawn("runc", ["exec", this.id, "sh", "-c", command], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (err += d));
+    return new Promise((resolve, reject) =>
+      p.once("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`in ${this.id}: exit ${code}: ${err.trim()}`)))),
+    );
   }
 
   /** Runs a shell command inside; returns stdout, throws with stderr on failure. */

@@ -1,0 +1,251 @@
+// procview never leaves a container with a broken /proc: the serving process killed over
+// and over under load, the whole daemon stopped or killed and started again with 20
+// containers, uninstall, and the OCI hook, all with real runc containers.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { after, describe, it } from "node:test";
+import { BIN, cleanMountpoint, type Daemon, startProcview, tempDir } from "../helpers/daemons";
+import { Container } from "../helpers/runc";
+
+const MiB = 1024 * 1024;
+const memTotalKb = (c: Container) => Number(/^MemTotal:\s+(\d+)/m.exec(c.sh("cat /proc/meminfo"))?.[1]);
+const hostMemTotalKb = () => Number(/^MemTotal:\s+(\d+)/m.exec(fs.readFileSync("/proc/meminfo", "utf8"))?.[1]);
+
+/** procview's mounts in the host's own mount table (the daemon's filesystem and its anchor). */
+function hostProcviewMounts(): string[] {
+  return fs
+    .readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .filter((l) => l.includes("fuse.procview") || l.includes("procview-mnt-"));
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** The daemon's serving process (the standby beside it is left alone). */
+function servingOf(supervisor: number): number[] {
+  return childrenOf(supervisor).filter((p) => {
+    try {
+      return fs.readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith("procview-serving");
+    } catch {
+      return false;
+    }
+  });
+}
+
+const containers: Container[] = [];
+const daemons: Daemon[] = [];
+after(async () => {
+  for (const c of containers) c.destroy();
+  for (const d of daemons) await d.stop();
+});
+
+function limited(i: number, source?: string, extra: Partial<ConstructorParameters<typeof Container>[0]> = {}): Container {
+  const c = new Container({ memoryBytes: (i % 2 ? 512 : 256) * MiB, cpus: "0-1", source, ...extra });
+  containers.push(c);
+  return c;
+}
+const expectedKb = (i: number) => (i % 2 ? 512 : 256) * 1024;
+
+describe("the serving process dies every 200 ms for 10 s", () => {
+  it("8 readers in 4 containers: 0 failed reads, none slower than 1 s, every read the container's own figures", async () => {
+    const d = await startProcview();
+    daemons.push(d);
+    const cs = [0, 1, 2, 3].map((i) => limited(i, d.dir));
+    const reader = (kb: number) =>
+      [
+        "import json, time",
+        "end = time.monotonic() + 10; ok = fail = wrong = slow = 0; worst = 0.0",
+        "while time.monotonic() < end:",
+        "    t = time.monotonic()",
+        "    try:",
+        "        text = open('/proc/meminfo').read(); cpus = open('/proc/cpuinfo').read().count('processor')",
+        "        total = int(text.split('MemTotal:')[1].split()[0])",
+        `        if total == ${kb} and cpus == 2: ok += 1`,
+        "        else: wrong += 1",
+        "    except Exception as e:",
+        "        fail += 1",
+        "    dt = time.monotonic() - t; worst = max(worst, dt); slow += dt > 1",
+        "print(json.dumps(dict(ok=ok, fail=fail, wrong=wrong, slow=slow, worst=worst)))",
+      ].join("\n");
+    const runs = cs.flatMap((c, i) => [0, 1].map(() => c.shAsync(`python3 -c "$(cat <<'EOF'\n${reader(expectedKb(i))}\nEOF\n)"`)));
+    let kills = 0;
+    const killer = setInterval(() => {
+      for (const pid of servingOf(d.proc.pid as number)) {
+        try {
+          process.kill(pid, "SIGKILL");
+          kills++;
+        } catch {
+          // already gone
+        }
+      }
+    }, 200);
+    const results = (await Promise.all(runs)).map(
+      (o) => JSON.parse(o) as { ok: number; fail: number; wrong: number; slow: number; worst: number },
+    );
+    clearInterval(killer);
+    const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
+    const diag = `${kills} kills; reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slower than 1 s ${sum("slow")}, worst ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s`;
+    // A kill lands whenever a serving process exists (a successor needs a moment to load).
+    assert.ok(kills >= 20, diag);
+    assert.equal(sum("fail"), 0, diag);
+    assert.equal(sum("wrong"), 0, diag);
+    assert.equal(sum("slow"), 0, diag);
+    assert.ok(sum("ok") > 100, diag);
+    console.log(`# ${diag}`);
+  });
+});
+
+describe("a new daemon takes over the containers of the one before", () => {
+  it("stopped (upgrade): containers read the host's files in between, then their own again; nothing leaks to the host", async () => {
+    const dir = tempDir("procview-mnt-");
+    const first = await startProcview([], dir);
+    const cs = Array.from({ length: 20 }, (_, i) => limited(i, dir));
+    cs.forEach((c, i) => assert.equal(memTotalKb(c), expectedKb(i)));
+    const before = hostProcviewMounts().length;
+    first.proc.kill("SIGTERM");
+    await new Promise((r) => first.proc.once("exit", r));
+    // Between daemons: the host's own file, never an error.
+    assert.equal(memTotalKb(cs[0]), hostMemTotalKb());
+    const second = await startProcview([], dir);
+    daemons.push(second);
+    await waitFor(() => /re-bound 160 mount\(s\) in 20 container\(s\)/.test(second.output()), second);
+    cs.forEach((c, i) => assert.equal(memTotalKb(c), expectedKb(i), `container ${i}`));
+    assert.equal(hostProcviewMounts().length, before, hostProcviewMounts().join("\n"));
+  });
+
+  it("killed (SIGKILL, stale mounts): the next daemon re-binds them", async () => {
+    const dir = tempDir("procview-mnt-");
+    const first = await startProcview([], dir);
+    const cs = Array.from({ length: 3 }, (_, i) => limited(i, dir));
+    for (const pid of childrenOf(first.proc.pid as number)) process.kill(pid, "SIGKILL");
+    first.proc.kill("SIGKILL");
+    await new Promise((r) => first.proc.once("exit", r));
+    assert.throws(() => cs[0].sh("cat /proc/meminfo"), /Transport endpoint is not connected/);
+    const second = await startProcview([], dir);
+    daemons.push(second);
+    await waitFor(() => /re-bound 24 mount\(s\) in 3 container\(s\)/.test(second.output()), second);
+    cs.forEach((c, i) => assert.equal(memTotalKb(c), expectedKb(i)));
+    assert.match(second.output(), /replaced a stale mount/);
+  });
+});
+
+async function waitFor(cond: () => boolean, d: Daemon): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out; daemon said: ${d.output()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function cli(args: string[], input?: string) {
+  return spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", input, timeout: 30_000 });
+}
+
+describe("toolkit", () => {
+  it("umount --all: containers read the host's files again; uninstall leaves nothing mounted", async () => {
+    const dir = tempDir("procview-mnt-");
+    const d = await startProcview(["--on-exit", "uninstall"], dir);
+    const cs = [0, 1].map((i) => limited(i, dir));
+    const r = cli(["umount", "--all", "--mountpoint", dir]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /detached 16 mount\(s\) in 2 container\(s\)/);
+    for (const c of cs) {
+      assert.equal(memTotalKb(c), hostMemTotalKb());
+      assert.ok(
+        !fs.readFileSync(`/proc/${c.pid}/mountinfo`, "utf8").includes("fuse.procview /proc"),
+        "no procview file left in the container",
+      );
+    }
+    d.proc.kill("SIGTERM");
+    assert.equal(await new Promise((res) => d.proc.once("exit", res)), 0);
+    assert.deepEqual(
+      hostProcviewMounts().filter((l) => l.includes(dir)),
+      [],
+    );
+    cleanMountpoint(dir);
+  });
+
+  it("remount --pid re-binds one container, and refuses a host process", async () => {
+    const dir = tempDir("procview-mnt-");
+    const d = await startProcview([], dir);
+    daemons.push(d);
+    const c = limited(0, dir);
+    assert.equal(cli(["umount", "--pid", String(c.pid), "--mountpoint", dir]).status, 0);
+    assert.equal(memTotalKb(c), hostMemTotalKb());
+    // Recorded nowhere (umount forgets): remount finds nothing stale and leaves it so.
+    assert.match(cli(["remount", "--pid", String(c.pid), "--mountpoint", dir]).stdout, /re-bound 0 mount/);
+    const self = cli(["remount", "--pid", String(process.pid), "--mountpoint", dir]);
+    assert.equal(self.status, 2);
+    assert.match(self.stderr, /not in a container/);
+    const unknown = cli(["remount", "--container-id", "no-such-container", "--mountpoint", dir]);
+    assert.match(unknown.stderr, /no running container/);
+  });
+
+  it("docker-args names every file and the slave mount that makes re-binding possible", () => {
+    const out = cli(["docker-args", "--mountpoint", "/var/lib/procview"]).stdout;
+    assert.match(out, /-v \/var\/lib\/procview\/proc\/meminfo:\/proc\/meminfo:ro/);
+    assert.match(out, /-v \/var\/lib\/procview\/sys\/devices\/system\/cpu:\/sys\/devices\/system\/cpu:ro/);
+    assert.match(out, /bind-propagation=rslave/);
+  });
+});
+
+describe("procview oci-hook", () => {
+  it("through runc's createRuntime hook: a container with no procview mounts in its spec sees its limits", async () => {
+    const dir = tempDir("procview-mnt-");
+    const d = await startProcview([], dir);
+    daemons.push(d);
+    const c = limited(0, undefined, {
+      hooks: { createRuntime: [{ path: process.execPath, args: ["node", BIN, "oci-hook", "--mountpoint", dir], timeout: 20 }] },
+    });
+    assert.equal(memTotalKb(c), 262144);
+    assert.equal(c.sh("python3 -c 'import os; print(os.cpu_count())'").trim(), "2");
+    // And it is re-bindable: the hook also gave it a slave copy of the mountpoint.
+    assert.match(fs.readFileSync(`/proc/${c.pid}/mountinfo`, "utf8"), / \/run\/procview\/\.fs .* - fuse\.procview /);
+  });
+
+  it("refuses bad input with one line and mounts nothing", () => {
+    const cases: [string, RegExp][] = [
+      ["not json at all", /not JSON/],
+      [JSON.stringify({ ociVersion: "1.0.2", id: "x", status: "creating", bundle: "/tmp" }), /no pid/],
+      [JSON.stringify({ ociVersion: "1.0.2", id: "x", status: "creating", pid: 99999999, bundle: "/tmp" }), /is gone/],
+      [JSON.stringify({ ociVersion: "1.0.2", id: "x", status: "creating", pid: process.pid, bundle: "/tmp" }), /not in a container/],
+    ];
+    const before = hostProcviewMounts().length;
+    for (const [input, message] of cases) {
+      const r = cli(["oci-hook", "--mountpoint", "/var/lib/procview"], input);
+      assert.notEqual(r.status, 0);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.match(r.stderr, message);
+    }
+    assert.equal(hostProcviewMounts().length, before);
+  });
+});
+
+describe("daemon metrics", () => {
+  it("count reads, fallbacks and serving restarts", async () => {
+    const d = await startProcview(["--metrics-address", "127.0.0.1:19105"]);
+    daemons.push(d);
+    const c = limited(0, d.dir);
+    c.sh("cat /proc/meminfo /proc/stat >/dev/null");
+    fs.readFileSync(path.join(d.dir, "proc/uptime"));
+    // Counts reach the supervisor once a second; a crash loses at most that much.
+    await new Promise((r) => setTimeout(r, 1200));
+    for (const pid of servingOf(d.proc.pid as number)) process.kill(pid, "SIGKILL");
+    await new Promise((r) => setTimeout(r, 1500));
+    c.sh("cat /proc/meminfo >/dev/null");
+    await new Promise((r) => setTimeout(r, 1200));
+    const text = await (await fetch("http://127.0.0.1:19105/metrics")).text();
+    assert.match(text, /^procview_reads_total\{file="proc\/meminfo"\} [2-9]/m);
+    assert.match(text, /^procview_serving_restarts_total 1$/m);
+    assert.match(text, /^procview_render_duration_seconds_count [1-9]/m);
+    assert.match(text, /^procview_host_fallbacks_total\{reason="(host-cgroup|cgroup-unreadable)"\} [1-9]/m);
+  });
+});
