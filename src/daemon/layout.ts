@@ -4,7 +4,7 @@
 // copy of the anchor sees the filesystem of every later daemon appear inside it: that is
 // what lets a restarted daemon re-bind the container's files (a bind from another mount
 // namespace is refused by the kernel).
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseMountinfo, type MountEntry } from "../fuse/mount";
@@ -39,6 +39,32 @@ export class LayoutError extends Error {}
 function run(cmd: string, args: string[]): void {
   const r = spawnSync(cmd, args, { encoding: "utf8" });
   if (r.status !== 0) throw new LayoutError(`${cmd} ${args.join(" ")}: ${(r.stderr || r.error?.message || "failed").trim()}`);
+}
+
+export type Probe = { ok: true; text: string } | { ok: false; why: "timeout" | "ENOTCONN" | "error"; message: string };
+
+/**
+ * Reads a file through the mount in a child process, killed at the deadline: a read stuck
+ * in a hung daemon would otherwise pin one of our threads and block our own exit.
+ */
+export function probe(file: string, deadlineMs: number): Promise<Probe> {
+  return new Promise((resolve) => {
+    const p = spawn("cat", [file], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (err += d));
+    const timer = setTimeout(() => {
+      p.kill("SIGKILL");
+      resolve({ ok: false, why: "timeout", message: `no answer within ${deadlineMs} ms` });
+    }, deadlineMs);
+    p.once("exit", (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve({ ok: true, text: out });
+      else if (/not connected/.test(err)) resolve({ ok: false, why: "ENOTCONN", message: err.trim() });
+      else resolve({ ok: false, why: "error", message: err.trim() || `cat exited ${code}` });
+    });
+  });
 }
 
 /** Whether a read through the mount reaches a daemon, without hanging on a dead one. */

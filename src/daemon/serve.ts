@@ -7,7 +7,7 @@ import * as path from "node:path";
 import pino from "pino";
 import { mountFuse } from "../fuse/mount";
 import type { ChildConfig, FromChild, ToChild } from "./child";
-import { type Layout, LayoutError, layoutOf, prepareAnchor, removeAnchor, unmountFs } from "./layout";
+import { type Layout, LayoutError, layoutOf, prepareAnchor, probe, removeAnchor, unmountFs } from "./layout";
 import { DaemonMetrics } from "./daemon-metrics";
 
 export const DEFAULT_MOUNTPOINT = "/var/lib/procview";
@@ -175,11 +175,8 @@ export async function serve(opts: ServeOptions): Promise<number> {
     const ready = async () => {
       // The first read goes through INIT and a full render: when it answers, we serve.
       // (Asynchronously: the event loop must stay free to tell the first process to serve.)
-      const first = fs.promises.readFile(path.join(layout.fsDir, "proc/uptime"));
-      const late = new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error(`${layout.fsDir} did not answer in 20 s`)), 20_000).unref(),
-      );
-      await Promise.race([first, late]);
+      const first = await probe(path.join(layout.fsDir, "proc/uptime"), 20_000);
+      if (!first.ok) throw new Error(`${layout.fsDir} does not answer: ${first.message}`);
       process.stdout.write(`procview: serving ${layout.anchor} (pid ${process.pid})\n`);
       if (!opts.remount) return;
       const { remountAll } = await import("../toolkit/containers.js");

@@ -10,7 +10,11 @@ export interface MountTarget {
   volumeName: string;
   hostPath: string;
   hostPathType: "File" | "Directory";
+  propagation?: "HostToContainer";
 }
+
+/** Where pods get a slave copy of the node's mountpoint, so a restarted daemon can re-bind their files. */
+export const LIVE_MOUNT_PATH = "/run/procview";
 
 export const DEFAULT_WEBHOOK_FILES = [
   "/proc/meminfo",
@@ -29,20 +33,37 @@ const ALLOWED = /^(\/proc\/(cpuinfo|diskstats|meminfo|stat|swaps|uptime|loadavg|
 export const ANNOTATION_INJECT = "procview.io/inject";
 export const ANNOTATION_INJECTED = "procview.io/injected";
 
-/** Turns container paths into mount targets under the node's mountpoint; throws on a path runc would refuse. */
-export function mountTargets(files: readonly string[], mountpoint: string): MountTarget[] {
-  return files.map((f) => {
-    if (!ALLOWED.test(f))
-      throw new Error(
-        `cannot inject ${f}: only /proc/{cpuinfo,diskstats,meminfo,stat,swaps,uptime,loadavg,slabinfo} and /sys/devices/system/cpu[/FILE]`,
-      );
-    return {
-      mountPath: f,
-      volumeName: `procview${f.replace(/\//g, "-")}`.slice(0, 63),
-      hostPath: path.posix.join(mountpoint, f),
-      hostPathType: f === "/sys/devices/system/cpu" ? "Directory" : "File",
-    };
-  });
+/**
+ * Turns container paths into mount targets under the node's mountpoint; throws on a path
+ * runc would refuse. With `remountable`, one more: the mountpoint itself, HostToContainer.
+ */
+export function mountTargets(files: readonly string[], mountpoint: string, remountable = true): MountTarget[] {
+  const live: MountTarget[] = remountable
+    ? [
+        {
+          mountPath: LIVE_MOUNT_PATH,
+          volumeName: "procview-live",
+          hostPath: mountpoint,
+          hostPathType: "Directory",
+          propagation: "HostToContainer",
+        },
+      ]
+    : [];
+  return [
+    ...files.map((f): MountTarget => {
+      if (!ALLOWED.test(f))
+        throw new Error(
+          `cannot inject ${f}: only /proc/{cpuinfo,diskstats,meminfo,stat,swaps,uptime,loadavg,slabinfo} and /sys/devices/system/cpu[/FILE]`,
+        );
+      return {
+        mountPath: f,
+        volumeName: `procview${f.replace(/\//g, "-")}`.slice(0, 63),
+        hostPath: path.posix.join(mountpoint, f),
+        hostPathType: f === "/sys/devices/system/cpu" ? "Directory" : "File",
+      };
+    }),
+    ...live,
+  ];
 }
 
 interface RawVolume {
@@ -105,7 +126,12 @@ export function injectMounts(pod: RawPod, targets: readonly MountTarget[]): Inje
         if (taken.has(t.mountPath) && (mounts ?? []).some((m) => m.mountPath === t.mountPath && m.name === t.volumeName))
           done.add(t.mountPath);
       if (add.length === 0) return;
-      const entries = add.map((t) => ({ name: t.volumeName, mountPath: t.mountPath, readOnly: true }));
+      const entries = add.map((t) => ({
+        name: t.volumeName,
+        mountPath: t.mountPath,
+        readOnly: true,
+        ...(t.propagation ? { mountPropagation: t.propagation } : {}),
+      }));
       const base = `/spec/${field}/${i}/volumeMounts`;
       if (mounts) for (const e of entries) ops.push({ op: "add", path: `${base}/-`, value: e });
       else ops.push({ op: "add", path: base, value: entries });

@@ -229,6 +229,34 @@ describe("procview oci-hook", () => {
   });
 });
 
+describe("procview check", () => {
+  it("tells serving, hung, stale and not mounted apart, one line and an exit code each", async () => {
+    const dir = tempDir("procview-mnt-");
+    const check = () => cli(["check", "--mountpoint", dir, "--timeout-ms", "1000"]);
+    const notMounted = check();
+    assert.equal(notMounted.status, 1);
+    assert.match(notMounted.stderr, /^procview: not mounted: /);
+    const d = await startProcview([], dir);
+    const ok = check();
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /^ok: .* answered in \d+ ms\n$/);
+    // A hung daemon: its serving process stopped (and its standby too).
+    const kids = childrenOf(d.proc.pid as number);
+    for (const pid of kids) process.kill(pid, "SIGSTOP");
+    const hung = check();
+    for (const pid of kids) process.kill(pid, "SIGCONT");
+    assert.equal(hung.status, 1);
+    assert.match(hung.stderr, /^procview: daemon not answering: .* within 1000 ms\n$/);
+    for (const pid of kids) process.kill(pid, "SIGKILL");
+    d.proc.kill("SIGKILL");
+    await new Promise((r) => d.proc.once("exit", r));
+    const stale = check();
+    assert.equal(stale.status, 1);
+    assert.match(stale.stderr, /^procview: stale mount: .*Transport endpoint is not connected/);
+    cleanMountpoint(dir);
+  });
+});
+
 describe("daemon metrics", () => {
   it("count reads, fallbacks and serving restarts", async () => {
     const d = await startProcview(["--metrics-address", "127.0.0.1:19105"]);

@@ -5,7 +5,10 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import jsonpatch from "fast-json-patch";
-import { DEFAULT_WEBHOOK_FILES } from "../../src/webhook/patch";
+import { DEFAULT_WEBHOOK_FILES, LIVE_MOUNT_PATH } from "../../src/webhook/patch";
+
+// The files, and the slave copy of the node's mountpoint that lets a restarted daemon re-bind them.
+const INJECTED = [...DEFAULT_WEBHOOK_FILES, LIVE_MOUNT_PATH];
 import { admissionReview, deploymentPod, type Json } from "../helpers/admission";
 import { assertValidPod } from "../helpers/pods";
 import { type Client, startWebhook } from "../helpers/webhook";
@@ -60,10 +63,11 @@ describe("admission over HTTPS", () => {
     const volumes = (patched.spec as Json).volumes as { name: string; hostPath?: { path: string; type: string } }[];
     const meminfo = volumes.find((v) => v.hostPath?.path === "/var/lib/procview/proc/meminfo");
     assert.equal(meminfo?.hostPath?.type, "File");
-    assert.equal(volumes.length, 1 + DEFAULT_WEBHOOK_FILES.length);
+    assert.equal(volumes.length, 1 + INJECTED.length);
+    assert.deepEqual(volumes.find((v) => v.name === "procview-live")?.hostPath, { path: "/var/lib/procview", type: "Directory" });
     assert.deepEqual((patched.spec as Json).someFutureField, { keep: "me" }, "unknown fields survive");
     assert.deepEqual((patched.metadata as Json).ownerReferences, (pod.metadata as Json).ownerReferences);
-    assert.equal(((patched.metadata as Json).annotations as Json)["procview.io/injected"], DEFAULT_WEBHOOK_FILES.join(","));
+    assert.equal(((patched.metadata as Json).annotations as Json)["procview.io/injected"], INJECTED.join(","));
   });
 
   it("a pod with no volumes and no volumeMounts arrays", async () => {
@@ -72,7 +76,7 @@ describe("admission over HTTPS", () => {
     delete containers(pod)[0].volumeMounts;
     const { patched } = await admit(pod);
     assertValidPod(patched);
-    assert.equal(containers(patched)[0].volumeMounts?.length, DEFAULT_WEBHOOK_FILES.length);
+    assert.equal(containers(patched)[0].volumeMounts?.length, INJECTED.length);
   });
 
   it("init containers get the mounts too; ephemeral containers do not", async () => {
@@ -80,7 +84,7 @@ describe("admission over HTTPS", () => {
     (pod.spec as Json).initContainers = [{ name: "migrate", image: "busybox", command: ["true"] }];
     const { patched } = await admit(pod);
     assertValidPod(patched);
-    assert.equal(containers(patched, "initContainers")[0].volumeMounts?.length, DEFAULT_WEBHOOK_FILES.length);
+    assert.equal(containers(patched, "initContainers")[0].volumeMounts?.length, INJECTED.length);
   });
 
   it("a container that already mounts /proc/meminfo keeps its own; no duplicate mountPath", async () => {
@@ -91,7 +95,7 @@ describe("admission over HTTPS", () => {
     assertValidPod(patched);
     const web = containers(patched)[0];
     assert.equal(web.volumeMounts?.find((m) => m.mountPath === "/proc/meminfo")?.name, "fake-meminfo");
-    assert.equal(mountPaths(web).length, 2 + DEFAULT_WEBHOOK_FILES.length - 1);
+    assert.equal(mountPaths(web).length, 2 + INJECTED.length - 1);
   });
 
   it("existing annotations stay, ours is added with its '/' escaped", async () => {
@@ -115,7 +119,7 @@ describe("admission over HTTPS", () => {
       third.ops.every((o: { path: string }) => o.path.startsWith("/spec/containers/1/")),
       JSON.stringify(third.ops),
     );
-    assert.equal(containers(third.patched)[1].volumeMounts?.length, DEFAULT_WEBHOOK_FILES.length);
+    assert.equal(containers(third.patched)[1].volumeMounts?.length, INJECTED.length);
   });
 
   it("a dry run gets the same patch (the webhook has no side effects)", async () => {
