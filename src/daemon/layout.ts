@@ -79,6 +79,17 @@ export function answers(fsDir: string): boolean {
 export function prepareAnchor(l: Layout): { replacedStale: boolean } {
   if (!ownMounts().some((m) => m.mountPoint === l.anchor)) run("mount", ["--bind", l.anchor, l.anchor]);
   run("mount", ["--make-shared", l.anchor]);
+  // First the filesystem a dead daemon left: every access to .fs fails until it is gone.
+  let replacedStale = false;
+  while (fuseAt(l.fsDir)) {
+    if (answers(l.fsDir))
+      throw new LayoutError(
+        `${l.anchor} is already mounted and serving: is another procview running? (procview check --mountpoint ${l.anchor})`,
+      );
+    // Lazily, so that the detach reaches containers' slave copies however busy they are.
+    run("umount", ["-l", l.fsDir]);
+    replacedStale = true;
+  }
   fs.mkdirSync(l.fsDir, { recursive: true });
   for (const name of ["proc", "sys"]) {
     const link = path.join(l.anchor, name);
@@ -90,16 +101,6 @@ export function prepareAnchor(l: Layout): { replacedStale: boolean } {
       continue;
     }
     if (!st.isSymbolicLink()) throw new LayoutError(`${link} exists and is not procview's symlink: move it away`);
-  }
-  let replacedStale = false;
-  while (fuseAt(l.fsDir)) {
-    if (answers(l.fsDir))
-      throw new LayoutError(
-        `${l.anchor} is already mounted and serving: is another procview running? (procview check --mountpoint ${l.anchor})`,
-      );
-    // Lazily, so that the detach reaches containers' slave copies however busy they are.
-    run("umount", ["-l", l.fsDir]);
-    replacedStale = true;
   }
   return { replacedStale };
 }
