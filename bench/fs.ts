@@ -84,8 +84,16 @@ async function throughput(dir: string, name: string): Promise<number> {
   return reads / (WINDOW_MS / 1000);
 }
 
-function rssMiB(pid: number): number {
-  const kb = Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+/**
+ * Memory of a process and all its descendants (procview: supervisor, serving process,
+ * standby), as PSS: their RSS would count the node binary's shared pages once per process.
+ */
+function memMiB(pid: number): number {
+  let kb = Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1] ?? 0);
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    for (const c of fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean))
+      kb += memMiB(Number(c)) * 1024;
+  }
   return kb / 1024;
 }
 
@@ -104,8 +112,8 @@ async function main(): Promise<void> {
     }
     const tpPv = median(tp[0]);
     const tpLx = median(tp[1]);
-    const rssPv = rssMiB(pv.proc.pid as number);
-    const rssLx = rssMiB(lx.proc.pid as number);
+    const rssPv = memMiB(pv.proc.pid as number);
+    const rssLx = memMiB(lx.proc.pid as number);
 
     const rows = [["file", "procview median (p99) µs", "LXCFS median (p99) µs", "procview / LXCFS", "kernel's own µs"]];
     const cell = (v: [number, number]) => `${v[0].toFixed(0)} (${v[1].toFixed(0)})`;
@@ -118,7 +126,7 @@ async function main(): Promise<void> {
     out.push(`| ${READERS} concurrent readers, all files in turn | procview | LXCFS | ratio |`, "|---|---|---|---|");
     out.push(`| reads/s | ${tpPv.toFixed(0)} | ${tpLx.toFixed(0)} | ${(tpPv / tpLx).toFixed(2)}x |`);
     out.push(`| failed reads | ${failedReads.procview ?? 0} | ${failedReads.LXCFS ?? 0} | |`);
-    out.push(`| daemon RSS after the run (MiB) | ${rssPv.toFixed(1)} | ${rssLx.toFixed(1)} | |`);
+    out.push(`| daemon memory after the run, PSS of all its processes (MiB) | ${rssPv.toFixed(1)} | ${rssLx.toFixed(1)} | |`);
     process.stdout.write(`${out.join("\n")}\n`);
   } finally {
     await pv?.stop();

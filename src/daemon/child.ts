@@ -1,7 +1,7 @@
 // A serving process. It inherits the /dev/fuse descriptor from the supervisor (fd 4) and
-// starts as a standby: its worker thread has built everything and waits. On "go" it asks
-// the kernel to resend what a crashed predecessor left unanswered and serves. This thread
-// samples load averages and reports metrics.
+// starts as a standby, loaded but idle (a worker thread would cost its memory the whole
+// time). On "go" its worker starts, asks the kernel to resend what a crashed predecessor
+// left unanswered, and serves. This thread samples load averages and reports metrics.
 import * as path from "node:path";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { METRICS_SLOTS, snapshot } from "./counters";
@@ -24,39 +24,37 @@ process.title = "procview-standby";
 const channel = new MessageChannel();
 const sampler = new LoadSampler(channel.port1);
 const metrics = new SharedArrayBuffer(METRICS_SLOTS * 8);
-const gate = new Int32Array(new SharedArrayBuffer(4));
+let serving = false;
 const workerData: WorkerConfig = {
   fd: CHILD_FD,
   cpuQuota: cfg.cpuQuota,
   loadPort: channel.port2,
   generation: cfg.generation,
   metrics,
-  gate,
 };
-const worker = new Worker(path.join(__dirname, "worker.js"), {
-  workerData,
-  transferList: [channel.port2],
-  // Renders allocate short-lived strings only: a small young generation keeps RSS low.
-  resourceLimits: { maxYoungGenerationSizeMb: 4 },
-});
-worker.once("online", () => process.send?.({ ready: true } satisfies FromChild));
+process.send?.({ ready: true } satisfies FromChild);
 process.on("message", (m: ToChild) => {
-  if (!m.go || Atomics.load(gate, 0) === 1) return;
+  if (!m.go || serving) return;
+  serving = true;
   process.title = "procview-serving";
   sampler.start();
-  Atomics.store(gate, 0, 1);
-  Atomics.notify(gate, 0);
+  const worker = new Worker(path.join(__dirname, "worker.js"), {
+    workerData,
+    transferList: [channel.port2],
+    // Renders allocate short-lived strings only: a small young generation keeps RSS low.
+    resourceLimits: { maxYoungGenerationSizeMb: 4 },
+  });
   const report = setInterval(() => process.send?.(snapshot(metrics) satisfies FromChild), 1000);
   report.unref();
-});
-// The worker leaves its loop when the filesystem is unmounted; anything else is a crash.
-worker.on("exit", (code) => {
-  if (Atomics.load(gate, 0) === 1) process.send?.(snapshot(metrics));
-  process.exit(code);
-});
-worker.on("error", (e) => {
-  process.stderr.write(`${JSON.stringify({ level: 50, msg: "serving thread failed", err: e.message })}\n`);
-  process.exit(1);
+  // The worker leaves its loop when the filesystem is unmounted; anything else is a crash.
+  worker.on("exit", (code) => {
+    process.send?.(snapshot(metrics));
+    process.exit(code);
+  });
+  worker.on("error", (e) => {
+    process.stderr.write(`${JSON.stringify({ level: 50, msg: "serving thread failed", err: e.message })}\n`);
+    process.exit(1);
+  });
 });
 // The supervisor going away must not leave an orphan serving a connection nobody manages.
 process.on("disconnect", () => process.exit(0));

@@ -8,7 +8,7 @@ import pino from "pino";
 import { mountFuse } from "../fuse/mount";
 import type { ChildConfig, FromChild, ToChild } from "./child";
 import { type Layout, LayoutError, layoutOf, prepareAnchor, probe, removeAnchor, unmountFs } from "./layout";
-import { DaemonMetrics } from "./daemon-metrics";
+import type { Snapshot } from "./counters";
 
 export const DEFAULT_MOUNTPOINT = "/var/lib/procview";
 export { FS_TYPE } from "./layout";
@@ -23,6 +23,15 @@ export interface ServeOptions {
   /** Re-bind containers whose procview mounts are stale, and those a previous daemon handed over. */
   remount: boolean;
 }
+
+/** What the supervisor records; a no-op without --metrics-address. */
+interface SupervisorMetrics {
+  restarts: { inc(): void };
+  remounts: { inc(labels: { action: string; result: string }, n: number): void };
+  update(s: Snapshot): void;
+  carryOver(): void;
+}
+const NO_METRICS: SupervisorMetrics = { restarts: { inc() {} }, remounts: { inc() {} }, update() {}, carryOver() {} };
 
 /** A problem the operator must fix before serving; the message is the whole story. */
 export class UsageError extends Error {}
@@ -51,6 +60,9 @@ function preflight(dir: string): Layout {
 }
 
 const RESTART_WINDOW_MS = 10_000;
+// A small young generation: renders make short-lived strings only, and memory is the
+// figure a node pays for three processes.
+const CHILD_V8_FLAGS = ["--max-semi-space-size=1"];
 const RESTARTS_BEFORE_BACKOFF = 20;
 
 /** Runs until a signal; resolves with the process exit code. */
@@ -65,8 +77,11 @@ export async function serve(opts: ServeOptions): Promise<number> {
   }
   if (replacedStale) log.warn({ fsDir: layout.fsDir }, "replaced a stale mount left by a daemon that died");
   const fd = mountFuse(layout.fsDir, { source: "procview", subtype: "procview" });
-  const metrics = new DaemonMetrics();
-  const metricsServer = opts.metricsAddress ? await metrics.listen(opts.metricsAddress) : undefined;
+  // prom-client is loaded only when metrics are asked for: every MiB counts on every node.
+  const metrics: SupervisorMetrics = opts.metricsAddress ? new (await import("./daemon-metrics.js")).DaemonMetrics() : NO_METRICS;
+  const metricsServer = opts.metricsAddress
+    ? await (metrics as import("./daemon-metrics").DaemonMetrics).listen(opts.metricsAddress)
+    : undefined;
 
   // A reader of our output that goes away must not take the filesystem down with it.
   process.stdout.on("error", () => {});
@@ -98,7 +113,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
   const spawnStandby = () => {
     if (stopping || standby) return;
     const cfg: ChildConfig = { cpuQuota: opts.cpuQuota, generation: generation++ };
-    const child = spawn(process.execPath, [path.join(__dirname, "child.js")], {
+    const child = spawn(process.execPath, [...CHILD_V8_FLAGS, path.join(__dirname, "child.js")], {
       stdio: ["ignore", "inherit", "inherit", "ipc", fd],
       env: { ...process.env, PROCVIEW_CHILD: JSON.stringify(cfg) },
     });

@@ -1,5 +1,4 @@
-// The serving thread: blocks in read(2) on /dev/fuse and answers every request. It is built
-// ahead of time and waits at the gate until its process is told to serve.
+// The serving thread: blocks in read(2) on /dev/fuse and answers every request.
 import { type MessagePort, workerData } from "node:worker_threads";
 import { requestResend, serveLoop } from "../fuse/server";
 import { systemRenderer } from "./context";
@@ -13,8 +12,6 @@ export interface WorkerConfig {
   loadPort: MessagePort;
   generation: number;
   metrics: SharedArrayBuffer;
-  /** Set to 1 by the serving process on "go". */
-  gate: Int32Array;
 }
 
 const cfg = workerData as WorkerConfig;
@@ -23,7 +20,6 @@ const counters = new ReadCounters(cfg.metrics);
 const tree = new ProcviewTree(renderer, undefined, (view, r, us, container) => counters.record(view, r, us, container), cfg.generation);
 // Warm the read path (cgroup files, host files, views) before the first real request.
 for (const v of ["proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime"] as const) renderer.render(v, process.pid, 0);
-Atomics.wait(cfg.gate, 0, 0);
 // Whatever a predecessor read but never answered comes back to us.
 requestResend(cfg.fd);
 serveLoop(cfg.fd, tree);
