@@ -85,35 +85,35 @@ export function buildProgram(): Command {
     process.exitCode = r.failed.length ? 1 : 0;
   };
 
-  program
-    .command("remount")
-    .description("re-bind containers' stale procview mounts (and ones handed over by a stopped daemon) to the live filesystem")
-    .option("--mountpoint <dir>", "procview's mountpoint", DEFAULT_MOUNTPOINT)
-    .option("--all", "every container")
-    .option("--pid <pid>", "the container this process runs in")
-    .option("--container-id <id>", "a container by id (runc, or the id in its cgroup path)")
-    .action(async (o: { mountpoint: string; all?: boolean; pid?: string; containerId?: string }) => {
-      const only = await selected(o);
-      const { layoutOf, answers } = await import("../daemon/layout.js");
-      const l = layoutOf(o.mountpoint);
-      if (!answers(l.fsDir)) throw new UsageError(`procview is not serving at ${l.anchor}: start procview serve first`);
-      const { remountAll } = await import("../toolkit/containers.js");
-      printReport("re-bound", remountAll(l, only));
-    });
+  /** The options that say which containers a toolkit command acts on. */
+  const onContainers = (cmd: Command) =>
+    cmd
+      .option("--mountpoint <dir>", "procview's mountpoint", DEFAULT_MOUNTPOINT)
+      .option("--all", "every container")
+      .option("--pid <pid>", "the container this process runs in")
+      .option("--container-id <id>", "a container by id (runc, or the id in its cgroup path)");
 
-  program
-    .command("umount")
-    .description("remove procview's mounts from containers, so they read the host's files again")
-    .option("--mountpoint <dir>", "procview's mountpoint", DEFAULT_MOUNTPOINT)
-    .option("--all", "every container")
-    .option("--pid <pid>", "the container this process runs in")
-    .option("--container-id <id>", "a container by id (runc, or the id in its cgroup path)")
-    .action(async (o: { mountpoint: string; all?: boolean; pid?: string; containerId?: string }) => {
-      const only = await selected(o);
-      const { layoutOf } = await import("../daemon/layout.js");
-      const { detachAll } = await import("../toolkit/containers.js");
-      printReport("detached", detachAll(layoutOf(o.mountpoint), { record: false, only }));
-    });
+  onContainers(
+    program
+      .command("remount")
+      .description("re-bind containers' stale procview mounts (and ones handed over by a stopped daemon) to the live filesystem"),
+  ).action(async (o: { mountpoint: string; all?: boolean; pid?: string; containerId?: string }) => {
+    const only = await selected(o);
+    const { layoutOf, answers } = await import("../daemon/layout.js");
+    const l = layoutOf(o.mountpoint);
+    if (!answers(l.fsDir)) throw new UsageError(`procview is not serving at ${l.anchor}: start procview serve first`);
+    const { remountAll } = await import("../toolkit/containers.js");
+    printReport("re-bound", remountAll(l, only));
+  });
+
+  onContainers(
+    program.command("umount").description("remove procview's mounts from containers, so they read the host's files again"),
+  ).action(async (o: { mountpoint: string; all?: boolean; pid?: string; containerId?: string }) => {
+    const only = await selected(o);
+    const { layoutOf } = await import("../daemon/layout.js");
+    const { detachAll } = await import("../toolkit/containers.js");
+    printReport("detached", detachAll(layoutOf(o.mountpoint), { record: false, only }));
+  });
 
   program
     .command("oci-hook")

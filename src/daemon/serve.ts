@@ -69,6 +69,19 @@ const RESTARTS_BEFORE_BACKOFF = 20;
 export async function serve(opts: ServeOptions): Promise<number> {
   const layout = preflight(path.resolve(opts.mountpoint));
   const log = pino({ level: process.env.PROCVIEW_LOG_LEVEL ?? "info", base: { component: "serve" } }, pino.destination(2));
+  // Metrics first: a port already taken must fail before anything is mounted.
+  // prom-client is loaded only when metrics are asked for: every MiB counts on every node.
+  let metrics: SupervisorMetrics = NO_METRICS;
+  let metricsServer: import("node:http").Server | undefined;
+  if (opts.metricsAddress) {
+    const m = new (await import("./daemon-metrics.js")).DaemonMetrics();
+    try {
+      metricsServer = await m.listen(opts.metricsAddress);
+    } catch (e) {
+      throw new UsageError(`--metrics-address ${opts.metricsAddress}: ${(e as Error).message}`);
+    }
+    metrics = m;
+  }
   let replacedStale: boolean;
   try {
     ({ replacedStale } = prepareAnchor(layout));
@@ -77,11 +90,6 @@ export async function serve(opts: ServeOptions): Promise<number> {
   }
   if (replacedStale) log.warn({ fsDir: layout.fsDir }, "replaced a stale mount left by a daemon that died");
   const fd = mountFuse(layout.fsDir, { source: "procview", subtype: "procview" });
-  // prom-client is loaded only when metrics are asked for: every MiB counts on every node.
-  const metrics: SupervisorMetrics = opts.metricsAddress ? new (await import("./daemon-metrics.js")).DaemonMetrics() : NO_METRICS;
-  const metricsServer = opts.metricsAddress
-    ? await (metrics as import("./daemon-metrics").DaemonMetrics).listen(opts.metricsAddress)
-    : undefined;
 
   // A reader of our output that goes away must not take the filesystem down with it.
   process.stdout.on("error", () => {});
@@ -120,16 +128,16 @@ export async function serve(opts: ServeOptions): Promise<number> {
     standby = child;
     // IPC to a process that just died reports here instead of throwing.
     child.on("error", (e) => log.warn({ pid: child.pid, err: e.message }, "serving process channel error"));
+    let everReady = false;
     child.on("message", (m: FromChild) => {
       if ("ready" in m) {
+        everReady = true;
         if (child === standby) {
           standbyReady = true;
           promote();
         }
       } else if (child === active) metrics.update(m);
     });
-    let everReady = false;
-    child.once("message", () => (everReady = true));
     child.once("exit", (code, signal) => {
       if (child === standby) {
         standby = undefined;

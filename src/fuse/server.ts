@@ -38,11 +38,6 @@ export function requestResend(fd: number): boolean {
   }
 }
 
-export interface ServerOptions {
-  /** Called for each request after its reply, with the opcode name and microseconds spent. */
-  onRequest?: (op: string, micros: number) => void;
-}
-
 const O_ACCMODE = 3;
 const MAX_PAGES = 32;
 const MAX_READ = MAX_PAGES * 4096;
@@ -195,7 +190,7 @@ function buildTable(f: FileSystem, onData: (data: Buffer) => void): Map<number, 
  * Unknown opcodes get ENOSYS, which the kernel remembers for FLUSH, ACCESS, GETXATTR and
  * friends, so they stop coming.
  */
-export function serveLoop(fd: number, f: FileSystem, opts: ServerOptions = {}): void {
+export function serveLoop(fd: number, f: FileSystem): void {
   const inBuf = Buffer.allocUnsafe(IN_BUFFER_SIZE);
   const outBuf = Buffer.allocUnsafe(P.OUT_HEADER_SIZE + MAX_READ);
   const header = outBuf.subarray(0, P.OUT_HEADER_SIZE);
@@ -218,7 +213,6 @@ export function serveLoop(fd: number, f: FileSystem, opts: ServerOptions = {}): 
       throw e;
     }
     if (n < P.IN_HEADER_SIZE) continue;
-    const started = opts.onRequest ? process.hrtime.bigint() : 0n;
     const opcode = inBuf.readUInt32LE(4);
     const row = table.get(opcode);
     ctx.nodeid = P.readU64(inBuf, 16);
@@ -249,6 +243,5 @@ export function serveLoop(fd: number, f: FileSystem, opts: ServerOptions = {}): 
       if ((e as NodeJS.ErrnoException).code === "ENODEV") return;
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
     }
-    if (opts.onRequest && row) opts.onRequest(row.name, Number(process.hrtime.bigint() - started) / 1000);
   }
 }

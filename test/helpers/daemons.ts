@@ -28,6 +28,14 @@ function waitExit(p: ChildProcess, ms: number): Promise<number | null> {
   });
 }
 
+/** Everything a process writes, as it comes. */
+function capture(proc: ChildProcess): () => string {
+  let out = "";
+  proc.stdout?.on("data", (d) => (out += d));
+  proc.stderr?.on("data", (d) => (out += d));
+  return () => out;
+}
+
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
@@ -35,17 +43,11 @@ export function tempDir(prefix: string): string {
 /** Runs `procview serve` on a fresh mountpoint and resolves once it says it is serving. */
 export async function startProcview(args: string[] = [], dir = tempDir("procview-mnt-")): Promise<Daemon> {
   const proc = spawn(process.execPath, [BIN, "serve", "--mountpoint", dir, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  proc.stdout?.on("data", (d) => {
-    out += d;
-  });
-  proc.stderr?.on("data", (d) => {
-    out += d;
-  });
+  const output = capture(proc);
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`procview did not start: ${out}`)), 15000);
+    const t = setTimeout(() => reject(new Error(`procview did not start: ${output()}`)), 15000);
     const check = () => {
-      if (out.includes("serving")) {
+      if (output().includes("serving")) {
         clearTimeout(t);
         resolve();
       }
@@ -53,13 +55,13 @@ export async function startProcview(args: string[] = [], dir = tempDir("procview
     proc.stdout?.on("data", check);
     proc.once("exit", (code) => {
       clearTimeout(t);
-      reject(new Error(`procview exited ${code}: ${out}`));
+      reject(new Error(`procview exited ${code}: ${output()}`));
     });
   });
   return {
     dir,
     proc,
-    output: () => out,
+    output,
     stop: async () => {
       proc.kill("SIGTERM");
       const code = await waitExit(proc, 10000);
@@ -78,23 +80,17 @@ export function cleanMountpoint(dir: string): void {
 export async function startLxcfs(dir = tempDir("lxcfs-mnt-")): Promise<Daemon> {
   const pidfile = path.join(tempDir("lxcfs-pid-"), "lxcfs.pid");
   const proc = spawn("lxcfs", ["-f", "--enable-cfs", "-l", "-p", pidfile, dir], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  proc.stdout?.on("data", (d) => {
-    out += d;
-  });
-  proc.stderr?.on("data", (d) => {
-    out += d;
-  });
+  const output = capture(proc);
   const deadline = Date.now() + 15000;
   const lxcfsMounted = () => fs.readFileSync("/proc/self/mountinfo", "utf8").includes(` ${dir} `);
   while (!(lxcfsMounted() && fs.existsSync(path.join(dir, "proc/meminfo")))) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`lxcfs did not start: ${out}`);
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`lxcfs did not start: ${output()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
     dir,
     proc,
-    output: () => out,
+    output,
     stop: async () => {
       proc.kill("SIGTERM");
       const code = await waitExit(proc, 15000);
