@@ -124,14 +124,19 @@ export class CgroupReader {
     return this.limits.get(`${p.dir}/${file}`, () => this.walkMin(p, file, parse));
   }
 
-  private walkMin(p: Placement, file: string, parse: (t: string | undefined) => number | null | undefined): number | null {
+  /** The smallest of `valueAt` over the cgroup and its ancestors, up to the hierarchy's root. */
+  private static minUp(p: Placement, valueAt: (dir: string) => number | null | undefined): number | null {
     let best: number | null = null;
     for (let dir = p.dir; ; dir = path.dirname(dir)) {
-      const v = parse(this.read(dir, file));
+      const v = valueAt(dir);
       if (typeof v === "number" && (best === null || v < best)) best = v;
       if (dir === p.top || dir.length <= p.top.length) break;
     }
     return best;
+  }
+
+  private walkMin(p: Placement, file: string, parse: (t: string | undefined) => number | null | undefined): number | null {
+    return CgroupReader.minUp(p, (dir) => parse(this.read(dir, file)));
   }
 
   memory(cg: ReaderCgroups): MemoryInfo | undefined {
@@ -218,13 +223,12 @@ export class CgroupReader {
     const cpu = cg.byController.cpu;
     let quota: number | null = null;
     if (cpu?.version === 1) {
-      // quota and period live in separate files, so each level's ratio is taken by hand.
-      for (let dir = cpu.dir; ; dir = path.dirname(dir)) {
+      // quota and period live in separate files: each level's ratio is taken from both.
+      quota = CgroupReader.minUp(cpu, (dir) => {
         const q = Number(this.read(dir, "cpu.cfs_quota_us") ?? -1);
         const period = Number(this.read(dir, "cpu.cfs_period_us") ?? 0);
-        if (q > 0 && period > 0 && (quota === null || q / period < quota)) quota = q / period;
-        if (dir === cpu.top || dir.length <= cpu.top.length) break;
-      }
+        return q > 0 && period > 0 ? q / period : undefined;
+      });
     } else if (cpu?.version === 2) {
       quota = this.minOverAncestors(cpu, "cpu.max", (t) => {
         if (t === undefined) return undefined;

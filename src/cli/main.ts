@@ -101,7 +101,7 @@ export function buildProgram(): Command {
     const only = await selected(o);
     const { layoutOf, answers } = await import("../daemon/layout.js");
     const l = layoutOf(o.mountpoint);
-    if (!answers(l.fsDir)) throw new UsageError(`procview is not serving at ${l.anchor}: start procview serve first`);
+    if (!(await answers(l.fsDir))) throw new UsageError(`procview is not serving at ${l.anchor}: start procview serve first`);
     const { remountAll } = await import("../toolkit/containers.js");
     printReport("re-bound", remountAll(l, only));
   });
@@ -125,7 +125,7 @@ export function buildProgram(): Command {
       const chunks: Buffer[] = [];
       for await (const c of process.stdin) chunks.push(c as Buffer);
       try {
-        runHook(Buffer.concat(chunks).toString("utf8"), layoutOf(o.mountpoint));
+        await runHook(Buffer.concat(chunks).toString("utf8"), layoutOf(o.mountpoint));
       } catch (e) {
         throw e instanceof HookError ? new UsageError(`oci-hook: ${e.message}`) : e;
       }

@@ -67,22 +67,22 @@ export function probe(file: string, deadlineMs: number): Promise<Probe> {
   });
 }
 
-/** Whether a read through the mount reaches a daemon, without hanging on a dead one. */
-export function answers(fsDir: string): boolean {
-  return spawnSync("timeout", ["2", "head", "-c", "1", path.join(fsDir, "proc/uptime")], { stdio: "ignore" }).status === 0;
+/** Whether a read through the mount reaches a daemon within two seconds. */
+export async function answers(fsDir: string): Promise<boolean> {
+  return (await probe(path.join(fsDir, "proc/uptime"), 2000)).ok;
 }
 
 /**
  * Makes the anchor a shared mount, creates .fs and the symlinks, and clears a stale
  * filesystem left at .fs by a daemon that died. Returns whether one was cleared.
  */
-export function prepareAnchor(l: Layout): { replacedStale: boolean } {
+export async function prepareAnchor(l: Layout): Promise<{ replacedStale: boolean }> {
   if (!ownMounts().some((m) => m.mountPoint === l.anchor)) run("mount", ["--bind", l.anchor, l.anchor]);
   run("mount", ["--make-shared", l.anchor]);
   // First the filesystem a dead daemon left: every access to .fs fails until it is gone.
   let replacedStale = false;
   while (fuseAt(l.fsDir)) {
-    if (answers(l.fsDir))
+    if (await answers(l.fsDir))
       throw new LayoutError(
         `${l.anchor} is already mounted and serving: is another procview running? (procview check --mountpoint ${l.anchor})`,
       );

@@ -115,8 +115,7 @@ export class Renderer {
   /** Host CPUs shown to `pid`, in order; null for a host reader (shown everything as is). */
   visibleFor(pid: number): number[] | null {
     const r = this.resolve(pid);
-    if (typeof r === "string") return null;
-    return visibleCpus(this.hostOnline(), this.o.reader.cpuLimits(r.cg), this.o.cpuQuota);
+    return typeof r === "string" ? null : this.cpu(r).visible;
   }
 
   render(view: ViewName, pid: number, uid: number): Rendered | number {
@@ -154,12 +153,12 @@ export class Renderer {
     return e;
   }
 
-  /** Elapsed seconds since the reader's container started, and the host's uptime. */
-  private elapsed(pid: number): number | undefined {
+  /** Seconds since the reader's container started (since boot for the host's pid namespace). */
+  private elapsed(pid: number): { seconds: number; hostNamespace: boolean } | undefined {
     const init = this.o.processes.namespaceInit(pid);
     if (!init) return undefined;
     const host = this.o.processes.hostUptime().uptime;
-    return init.host ? host : host - init.startTicks / CLOCK_TICKS;
+    return { seconds: init.host ? host : host - init.startTicks / CLOCK_TICKS, hostNamespace: init.host };
   }
 
   private cpuIdleSeconds(r: Reader, elapsed: number): number | undefined {
@@ -188,7 +187,7 @@ export class Renderer {
         return renderCpuinfo(this.hostBase(view), this.cpu(r).visible);
       case "proc/stat": {
         const usage = reader.cpuUsage(r.cg);
-        const elapsed = this.elapsed(r.pid);
+        const elapsed = this.elapsed(r.pid)?.seconds;
         if (!usage || elapsed === undefined) return undefined;
         const c = this.cpu(r);
         const load = this.loadEntry(r);
@@ -203,12 +202,11 @@ export class Renderer {
         });
       }
       case "proc/uptime": {
-        const init = this.o.processes.namespaceInit(r.pid);
+        const e = this.elapsed(r.pid);
         // A process in a cgroup but in the host's pid namespace has the host's uptime.
-        if (!init || init.host) return undefined;
-        const elapsed = this.o.processes.hostUptime().uptime - init.startTicks / CLOCK_TICKS;
-        const idle = this.cpuIdleSeconds(r, elapsed);
-        return idle === undefined ? undefined : renderUptime(elapsed, idle);
+        if (!e || e.hostNamespace) return undefined;
+        const idle = this.cpuIdleSeconds(r, e.seconds);
+        return idle === undefined ? undefined : renderUptime(e.seconds, idle);
       }
       case "proc/loadavg": {
         const e = this.loadEntry(r);

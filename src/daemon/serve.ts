@@ -84,7 +84,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
   }
   let replacedStale: boolean;
   try {
-    ({ replacedStale } = prepareAnchor(layout));
+    ({ replacedStale } = await prepareAnchor(layout));
   } catch (e) {
     throw new UsageError((e as Error).message);
   }

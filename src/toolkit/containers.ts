@@ -5,6 +5,7 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { parseMountinfo } from "../fuse/mount";
+import { statFields } from "../cgroup/process";
 import { FS_TYPE, fuseAt, type Layout } from "../daemon/layout";
 
 export interface Bind {
@@ -88,8 +89,7 @@ export interface Report {
 
 function startTicks(pid: number): number {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    return Number(statFields(fs.readFileSync(`/proc/${pid}/stat`, "utf8"))[19]);
   } catch {
     return -1;
   }
@@ -138,7 +138,9 @@ export function scanContainers(liveDevice: string | undefined, only?: Selector):
   return out;
 }
 
-const q = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
+/** Single-quotes a path for sh. */
+export const shellQuote = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
+const q = shellQuote;
 
 /** Runs a shell script inside the container: its mount and pid namespaces, its root. */
 function inContainer(pid: number, script: string): string | undefined {

@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { answers, type Layout } from "../daemon/layout";
 import { DEFAULT_TARGETS } from "../targets";
+import { selectPid, shellQuote } from "./containers";
 
 export class HookError extends Error {}
 
@@ -30,20 +31,17 @@ export function parseState(text: string): OciState {
   return o as OciState;
 }
 
-const q = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
+const q = shellQuote;
 
 /** Returns the container paths it bound. */
-export function runHook(stateText: string, l: Layout): string[] {
+export async function runHook(stateText: string, l: Layout): Promise<string[]> {
   const state = parseState(stateText);
-  let ns: string;
   try {
-    ns = fs.readlinkSync(`/proc/${state.pid}/ns/mnt`);
-  } catch {
-    throw new HookError(`process ${state.pid} is gone`);
+    selectPid(state.pid);
+  } catch (e) {
+    throw new HookError(/no process/.test((e as Error).message) ? `process ${state.pid} is gone` : (e as Error).message);
   }
-  if (ns === fs.readlinkSync("/proc/self/ns/mnt"))
-    throw new HookError(`process ${state.pid} is not in a container: it shares this mount namespace`);
-  if (!answers(l.fsDir)) throw new HookError(`procview is not serving at ${l.anchor}: the container keeps the host's files`);
+  if (!(await answers(l.fsDir))) throw new HookError(`procview is not serving at ${l.anchor}: the container keeps the host's files`);
   let config: { root?: { path?: string } };
   try {
     config = JSON.parse(fs.readFileSync(path.join(state.bundle, "config.json"), "utf8"));
