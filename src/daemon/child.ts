@@ -1,11 +1,12 @@
 // A serving process. It inherits the /dev/fuse descriptor from the supervisor (fd 4) and
 // starts as a standby, loaded but idle (a worker thread would cost its memory the whole
 // time). On "go" its worker starts, asks the kernel to resend what a crashed predecessor
-// left unanswered, and serves. This thread samples load averages and reports metrics.
+// left unanswered, and serves. This thread relays load averages between the supervisor
+// and the worker, and reports metrics.
 import * as path from "node:path";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { METRICS_SLOTS, snapshot } from "./counters";
-import { LoadSampler } from "./loads";
+import type { LoadMessage, LoadTable } from "./loads";
 import type { WorkerConfig } from "./worker";
 
 export const CHILD_FD = 4;
@@ -16,13 +17,16 @@ export interface ChildConfig {
 }
 
 /** Messages between the supervisor and a serving process. */
-export type ToChild = { go: true };
-export type FromChild = { ready: true } | { values: number[] };
+export type ToChild = { go: true } | { loads: LoadTable };
+export type FromChild = { ready: true } | { values: number[] } | { watch: string };
 
 const cfg = JSON.parse(process.env.PROCVIEW_CHILD ?? "{}") as ChildConfig;
 process.title = "procview-standby";
 const channel = new MessageChannel();
-const sampler = new LoadSampler(channel.port1);
+// Load averages: the worker asks for cgroups, the supervisor's sampler answers with tables.
+channel.port1.on("message", (m: LoadMessage) => {
+  if ("watch" in m) process.send?.(m satisfies FromChild);
+});
 const metrics = new SharedArrayBuffer(METRICS_SLOTS * 8);
 let serving = false;
 const workerData: WorkerConfig = {
@@ -34,10 +38,13 @@ const workerData: WorkerConfig = {
 };
 process.send?.({ ready: true } satisfies FromChild);
 process.on("message", (m: ToChild) => {
-  if (!m.go || serving) return;
+  if ("loads" in m) {
+    channel.port1.postMessage(m satisfies LoadMessage);
+    return;
+  }
+  if (serving) return;
   serving = true;
   process.title = "procview-serving";
-  sampler.start();
   const worker = new Worker(path.join(__dirname, "worker.js"), {
     workerData,
     transferList: [channel.port2],

@@ -1,41 +1,46 @@
 // The load-average sampler: every 5 seconds, for each cgroup a reader has asked about,
 // count running and uninterruptible tasks and decay the averages as the kernel does.
-// It runs on the main thread; the serving worker receives the table over a MessagePort.
+// It lives in the supervisor, so a crash of the serving process loses no history; the
+// serving worker receives the table through its process and a MessagePort.
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import { sampleTasks } from "../cgroup/tasks";
 import { decayLoad, LOAD_FREQ_MS } from "../views/loadavg";
 import type { LoadEntry, LoadSource } from "./render";
 
-type Message = { watch: string } | { loads: [string, LoadEntry][] };
+export type LoadTable = [string, LoadEntry][];
+export type LoadMessage = { watch: string } | { loads: LoadTable };
 
-/** Main-thread side: owns the averages. */
+/** Supervisor side: owns the averages and hands the whole table to `publish`. */
 export class LoadSampler {
   private readonly entries = new Map<string, LoadEntry>();
   private timer?: NodeJS.Timeout;
 
   constructor(
-    private readonly port: MessagePort,
+    private readonly publish: (table: LoadTable) => void,
     private readonly procRoot = "/proc",
-  ) {
-    port.on("message", (m: Message) => {
-      if ("watch" in m && !this.entries.has(m.watch)) {
-        this.step(m.watch, undefined);
-        this.publish();
-      }
-    });
+  ) {}
+
+  /** A reader asked about a cgroup we do not sample yet: sample it now and from now on. */
+  watch(dir: string): void {
+    if (this.entries.has(dir)) return;
+    this.step(dir, undefined);
+    this.publish(this.table());
+  }
+
+  table(): LoadTable {
+    return [...this.entries];
   }
 
   start(): void {
     this.timer = setInterval(() => {
       for (const [dir, e] of this.entries) this.step(dir, e);
-      this.publish();
+      this.publish(this.table());
     }, LOAD_FREQ_MS);
     this.timer.unref();
   }
 
   stop(): void {
     clearInterval(this.timer);
-    this.port.close();
   }
 
   private step(dir: string, prev: LoadEntry | undefined): void {
@@ -46,10 +51,6 @@ export class LoadSampler {
     }
     const load = decayLoad(prev?.load ?? [0, 0, 0], t.running + t.uninterruptible);
     this.entries.set(dir, { ...t, load });
-  }
-
-  private publish(): void {
-    this.port.postMessage({ loads: [...this.entries] } satisfies Message);
   }
 }
 
@@ -62,7 +63,7 @@ export class PortLoads implements LoadSource {
 
   get(dir: string): LoadEntry | undefined {
     for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) {
-      const msg = m.message as Message;
+      const msg = m.message as LoadMessage;
       if ("loads" in msg) this.table = new Map(msg.loads);
     }
     return this.table.get(dir);
@@ -71,6 +72,6 @@ export class PortLoads implements LoadSource {
   watch(dir: string): void {
     if (this.asked.has(dir)) return;
     this.asked.add(dir);
-    this.port.postMessage({ watch: dir } satisfies Message);
+    this.port.postMessage({ watch: dir } satisfies LoadMessage);
   }
 }

@@ -7,6 +7,7 @@ import * as path from "node:path";
 import pino from "pino";
 import { mountFuse } from "../fuse/mount";
 import type { ChildConfig, FromChild, ToChild } from "./child";
+import { LoadSampler } from "./loads";
 import { type Layout, LayoutError, layoutOf, prepareAnchor, probe, removeAnchor, unmountFs } from "./layout";
 import type { Snapshot } from "./counters";
 
@@ -97,6 +98,8 @@ export async function serve(opts: ServeOptions): Promise<number> {
 
   let stopping = false;
   let generation = 0;
+  const sampler = new LoadSampler((loads) => active?.connected && active.send({ loads } satisfies ToChild));
+  sampler.start();
   // One process serves; a standby, already loaded, waits to take over the moment it dies.
   let active: ChildProcess | undefined;
   let standby: ChildProcess | undefined;
@@ -115,6 +118,8 @@ export async function serve(opts: ServeOptions): Promise<number> {
       // It died between "ready" and "go": its exit handler asks for the next standby.
       if (e) log.warn({ pid: next.pid, err: e.message }, "standby could not be told to serve");
     });
+    // The load history survives its predecessor: hand it over at once.
+    if (next.connected) next.send({ loads: sampler.table() } satisfies ToChild);
     spawnStandby();
   };
 
@@ -130,7 +135,9 @@ export async function serve(opts: ServeOptions): Promise<number> {
     child.on("error", (e) => log.warn({ pid: child.pid, err: e.message }, "serving process channel error"));
     let everReady = false;
     child.on("message", (m: FromChild) => {
-      if ("ready" in m) {
+      if ("watch" in m) {
+        sampler.watch(m.watch);
+      } else if ("ready" in m) {
         everReady = true;
         if (child === standby) {
           standbyReady = true;
@@ -180,6 +187,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
       if (opts.onExit === "uninstall") removeAnchor(layout);
       else unmountFs(layout);
       // The serving process leaves its loop when the kernel reports the unmount (ENODEV).
+      sampler.stop();
       standby?.kill("SIGKILL");
       const force = setTimeout(() => active?.kill("SIGKILL"), 3000);
       force.unref();

@@ -103,6 +103,26 @@ describe("the serving process dies every 200 ms for 10 s", () => {
   });
 });
 
+describe("load averages outlive the serving process", () => {
+  it("a busy container's load is the same just after its serving process is killed", async () => {
+    const d = await startProcview();
+    daemons.push(d);
+    const c = limited(0, d.dir);
+    const load1 = () => Number(c.sh("cut -d' ' -f1 /proc/loadavg"));
+    c.sh("nohup sh -c 'while :; do :; done' >/dev/null 2>&1 &");
+    load1(); // the first read asks the sampler to watch this container
+    await new Promise((r) => setTimeout(r, 11_000)); // two 5-second samples
+    const before = load1();
+    assert.ok(before > 0, `load ${before} after 11 s of one busy task`);
+    for (const pid of servingOf(d.proc.pid as number)) process.kill(pid, "SIGKILL");
+    const after = load1();
+    // Its busy task would slow every test after this one.
+    containers.splice(containers.indexOf(c), 1);
+    c.destroy();
+    assert.ok(after >= before, `load went from ${before} to ${after} across the crash`);
+  });
+});
+
 describe("a new daemon takes over the containers of the one before", () => {
   it("stopped (upgrade): containers read the host's files in between, then their own again; nothing leaks to the host", async () => {
     const dir = tempDir("procview-mnt-");
