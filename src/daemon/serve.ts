@@ -8,7 +8,7 @@ import pino from "pino";
 import { mountFuse } from "../fuse/mount";
 import type { ChildConfig, FromChild, ToChild } from "./child";
 import { LoadSampler } from "./loads";
-import { type Layout, LayoutError, layoutOf, prepareAnchor, probe, removeAnchor, unmountFs } from "./layout";
+import { fuseAt, type Layout, LayoutError, layoutOf, prepareAnchor, probe, removeAnchor, unmountFs } from "./layout";
 import type { Snapshot } from "./counters";
 
 export const DEFAULT_MOUNTPOINT = "/var/lib/procview";
@@ -39,11 +39,7 @@ export class UsageError extends Error {}
 
 /** True when a procview filesystem is mounted under `mountpoint` (answering or not). */
 export function isMounted(mountpoint: string): boolean {
-  const l = layoutOf(mountpoint);
-  return fs
-    .readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .some((line) => line.includes(` ${l.fsDir} `) && line.includes(" - fuse.procview "));
+  return fuseAt(layoutOf(mountpoint).fsDir) !== undefined;
 }
 
 function preflight(dir: string): Layout {

@@ -106,6 +106,11 @@ export class ProcviewTree implements FileSystem {
     return path.join(this.hostCpuDir, ...parts);
   }
 
+  /** The host path a passed-through node stands for, for this reader. */
+  private hostPathFor(rel: string, caller: Caller): string | undefined {
+    return this.hostPath(rel, this.renderer.visibleFor(caller.pid));
+  }
+
   private hostNode(rel: string): Node {
     let ino = this.hostInos.get(rel);
     if (ino === undefined) {
@@ -141,7 +146,7 @@ export class ProcviewTree implements FileSystem {
   private attrOf(node: Node, caller: Caller): Attr | Errno {
     if (node.kind === "dir") return { ino: node.ino, size: 0, mode: S_IFDIR | 0o555, nlink: 2, mtimeSec: this.started };
     if (node.kind === "view") return { ino: node.ino, size: 0, mode: S_IFREG | 0o444, nlink: 1, mtimeSec: this.started };
-    const p = this.hostPath(node.rel, this.renderer.visibleFor(caller.pid));
+    const p = this.hostPathFor(node.rel, caller);
     if (p === undefined) return E.ENOENT;
     let st: fs.Stats;
     try {
@@ -182,7 +187,7 @@ export class ProcviewTree implements FileSystem {
   readlink(ino: number, caller: Caller): string | Errno {
     const node = this.node(ino);
     if (node?.kind !== "host") return E.EINVAL;
-    const p = this.hostPath(node.rel, this.renderer.visibleFor(caller.pid));
+    const p = this.hostPathFor(node.rel, caller);
     if (p === undefined) return E.ENOENT;
     try {
       return fs.readlinkSync(p);
@@ -209,7 +214,7 @@ export class ProcviewTree implements FileSystem {
       this.onRead?.(node.view, r, Number(process.hrtime.bigint() - started) / 1000, r.cgroup);
       return Buffer.from(r.text, "latin1");
     }
-    const p = node.kind === "host" ? this.hostPath(node.rel, this.renderer.visibleFor(caller.pid)) : undefined;
+    const p = node.kind === "host" ? this.hostPathFor(node.rel, caller) : undefined;
     if (p === undefined) return E.ENOENT;
     try {
       return fs.readFileSync(p);

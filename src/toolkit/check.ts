@@ -1,9 +1,7 @@
 // `procview check`: does the mount answer a read within a deadline? Used by the DaemonSet's
 // probes and by people. Exit 0 when it does; else one line saying which failure it is.
-import * as fs from "node:fs";
 import * as path from "node:path";
-import { FS_TYPE, layoutOf, probe } from "../daemon/layout";
-import { parseMountinfo } from "../fuse/mount";
+import { fuseAt, layoutOf, probe } from "../daemon/layout";
 
 export interface CheckResult {
   ok: boolean;
@@ -12,8 +10,7 @@ export interface CheckResult {
 
 export async function check(mountpoint: string, deadlineMs: number): Promise<CheckResult> {
   const dir = layoutOf(mountpoint).fsDir;
-  const mounted = parseMountinfo(fs.readFileSync("/proc/self/mountinfo", "utf8")).some((m) => m.mountPoint === dir && m.fsType === FS_TYPE);
-  if (!mounted) return { ok: false, message: `not mounted: no procview filesystem at ${dir}` };
+  if (!fuseAt(dir)) return { ok: false, message: `not mounted: no procview filesystem at ${dir}` };
   const started = Date.now();
   const r = await probe(path.join(dir, "proc/uptime"), deadlineMs);
   if (!r.ok) {
