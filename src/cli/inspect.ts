@@ -2,7 +2,7 @@
 // values, with the cgroups it resolved to. Computed with the same renderer as the daemon.
 import * as fs from "node:fs";
 import { systemRenderer } from "../daemon/context";
-import { UsageError } from "../daemon/serve";
+import { UsageError } from "../errors";
 
 interface Row {
   file: string;

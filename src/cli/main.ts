@@ -1,6 +1,8 @@
 // procview's command line. Every failure is one line on stderr and a non-zero exit.
 import { Command, CommanderError } from "commander";
-import { DEFAULT_MOUNTPOINT, serve, UsageError } from "../daemon/serve";
+import { DEFAULT_MOUNTPOINT, serve } from "../daemon/serve";
+import { UsageError } from "../errors";
+import type { Report } from "../mounts/containers";
 import { WEBHOOK_DEFAULTS } from "../webhook/defaults";
 import type { WebhookFlags } from "../webhook/run";
 
@@ -9,16 +11,14 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
-export function buildProgram(): Command {
-  const program = new Command("procview")
-    .description("Container-aware /proc and /sys/devices/system/cpu over FUSE")
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+const STATE_DIR_HELP = "root-only records of the daemon (default: <mountpoint>.state)";
 
+function serveCommand(program: Command): void {
   program
     .command("serve")
     .description("mount the filesystem and serve it in the foreground")
     .option("--mountpoint <dir>", "where to mount", DEFAULT_MOUNTPOINT)
+    .option("--state-dir <dir>", STATE_DIR_HELP)
     .option("--no-cpu-quota", "show the whole cpuset, not ceil(CFS quota) CPUs")
     .option(
       "--on-exit <mode>",
@@ -27,16 +27,20 @@ export function buildProgram(): Command {
     )
     .option("--no-remount", "do not re-bind containers' stale or handed-over mounts at start")
     .option("--metrics-address <host:port>", "serve Prometheus metrics here (e.g. 127.0.0.1:9105)")
-    .action(async (o: { mountpoint: string; cpuQuota: boolean; onExit: string; remount: boolean; metricsAddress?: string }) => {
-      if (o.onExit !== "upgrade" && o.onExit !== "uninstall") throw new UsageError(`--on-exit: "${o.onExit}" is not upgrade or uninstall`);
-      process.exitCode = await serve({
-        mountpoint: o.mountpoint,
-        cpuQuota: o.cpuQuota,
-        onExit: o.onExit,
-        remount: o.remount,
-        metricsAddress: o.metricsAddress,
-      });
-    });
+    .action(
+      async (o: {
+        mountpoint: string;
+        stateDir?: string;
+        cpuQuota: boolean;
+        onExit: string;
+        remount: boolean;
+        metricsAddress?: string;
+      }) => {
+        if (o.onExit !== "upgrade" && o.onExit !== "uninstall")
+          throw new UsageError(`--on-exit: "${o.onExit}" is not upgrade or uninstall`);
+        process.exitCode = await serve({ ...o, onExit: o.onExit });
+      },
+    );
 
   program
     .command("inspect")
@@ -62,57 +66,69 @@ export function buildProgram(): Command {
       // A read stuck in a hung daemon would keep the process alive: leave now.
       process.exit(r.ok ? 0 : 1);
     });
+}
 
-  const selected = async (o: { all?: boolean; pid?: string; containerId?: string }) => {
-    const chosen = [o.all, o.pid, o.containerId].filter((x) => x !== undefined && x !== false).length;
-    if (chosen !== 1) throw new UsageError("say which containers: exactly one of --all, --pid PID, --container-id ID");
-    const c = await import("../toolkit/containers.js");
-    try {
-      if (o.pid !== undefined) {
-        if (!/^\d+$/.test(o.pid)) throw new UsageError(`--pid: "${o.pid}" is not a process id`);
-        return c.selectPid(Number(o.pid));
-      }
-      return o.containerId !== undefined ? c.selectContainerId(o.containerId) : undefined;
-    } catch (e) {
-      throw e instanceof c.SelectError ? new UsageError(e.message) : e;
-    }
-  };
-  const printReport = (verb: string, r: import("../toolkit/containers").Report) => {
-    process.stdout.write(
-      `${verb} ${r.rebound + r.detached} mount(s) in ${r.containers} container(s)${r.failed.length ? `; ${r.failed.length} failed` : ""}\n`,
-    );
-    for (const f of r.failed) process.stderr.write(`procview: pid ${f.pid}: ${f.error}\n`);
-    process.exitCode = r.failed.length ? 1 : 0;
-  };
+interface ContainerFlags {
+  mountpoint: string;
+  stateDir?: string;
+  all?: boolean;
+  pid?: string;
+  containerId?: string;
+}
 
-  /** The options that say which containers a toolkit command acts on. */
+/**
+ * Which containers a toolkit command acts on. Malformed flags are usage errors (exit 2); no
+ * such container, or an id that names several, is a plain failure (exit 1). Either way
+ * nothing is touched.
+ */
+async function selected(o: ContainerFlags): Promise<string | undefined> {
+  const chosen = [o.all, o.pid, o.containerId].filter((x) => x !== undefined && x !== false).length;
+  if (chosen !== 1) throw new UsageError("say which containers: exactly one of --all, --pid PID, --container-id ID");
+  const c = await import("../mounts/containers.js");
+  if (o.pid !== undefined) {
+    if (!/^\d+$/.test(o.pid)) throw new UsageError(`--pid: "${o.pid}" is not a process id`);
+    return c.selectPid(Number(o.pid));
+  }
+  return o.containerId !== undefined ? c.selectContainerId(o.containerId) : undefined;
+}
+
+function printReport(verb: string, r: Report): void {
+  process.stdout.write(
+    `${verb} ${r.rebound + r.detached} mount(s) in ${r.containers} container(s)${r.failed.length ? `; ${r.failed.length} failed` : ""}\n`,
+  );
+  for (const f of r.failed) process.stderr.write(`procview: pid ${f.pid}: ${f.error}\n`);
+  process.exitCode = r.failed.length ? 1 : 0;
+}
+
+function toolkitCommands(program: Command): void {
   const onContainers = (cmd: Command) =>
     cmd
       .option("--mountpoint <dir>", "procview's mountpoint", DEFAULT_MOUNTPOINT)
+      .option("--state-dir <dir>", STATE_DIR_HELP)
       .option("--all", "every container")
       .option("--pid <pid>", "the container this process runs in")
-      .option("--container-id <id>", "a container by id (runc, or the id in its cgroup path)");
+      .option("--container-id <id>", `a container by its full id or a unique prefix of at least 12 characters`);
 
   onContainers(
     program
       .command("remount")
       .description("re-bind containers' stale procview mounts (and ones handed over by a stopped daemon) to the live filesystem"),
-  ).action(async (o: { mountpoint: string; all?: boolean; pid?: string; containerId?: string }) => {
+  ).action(async (o: ContainerFlags) => {
     const only = await selected(o);
-    const { layoutOf, answers } = await import("../daemon/layout.js");
-    const l = layoutOf(o.mountpoint);
+    const { layoutOf, answers } = await import("../mounts/layout.js");
+    const l = layoutOf(o.mountpoint, o.stateDir);
     if (!(await answers(l.fsDir))) throw new UsageError(`procview is not serving at ${l.anchor}: start procview serve first`);
-    const { remountAll } = await import("../toolkit/containers.js");
-    printReport("re-bound", remountAll(l, only));
+    const { remountAll } = await import("../mounts/containers.js");
+    printReport("re-bound", await remountAll(l, only));
   });
 
   onContainers(
     program.command("umount").description("remove procview's mounts from containers, so they read the host's files again"),
-  ).action(async (o: { mountpoint: string; all?: boolean; pid?: string; containerId?: string }) => {
+  ).action(async (o: ContainerFlags) => {
     const only = await selected(o);
-    const { layoutOf } = await import("../daemon/layout.js");
-    const { detachAll } = await import("../toolkit/containers.js");
-    printReport("detached", detachAll(layoutOf(o.mountpoint), { record: false, only }));
+    const { layoutOf } = await import("../mounts/layout.js");
+    const { detachAll } = await import("../mounts/containers.js");
+    printReport("detached", await detachAll(layoutOf(o.mountpoint, o.stateDir), { record: false, only }));
   });
 
   program
@@ -121,11 +137,12 @@ export function buildProgram(): Command {
     .option("--mountpoint <dir>", "procview's mountpoint", DEFAULT_MOUNTPOINT)
     .action(async (o: { mountpoint: string }) => {
       const { runHook, HookError } = await import("../toolkit/oci-hook.js");
-      const { layoutOf } = await import("../daemon/layout.js");
+      const { layoutOf } = await import("../mounts/layout.js");
       const chunks: Buffer[] = [];
       for await (const c of process.stdin) chunks.push(c as Buffer);
       try {
-        await runHook(Buffer.concat(chunks).toString("utf8"), layoutOf(o.mountpoint));
+        const r = await runHook(Buffer.concat(chunks).toString("utf8"), layoutOf(o.mountpoint));
+        for (const line of r.refused) process.stderr.write(`procview: oci-hook: ${line}\n`);
       } catch (e) {
         throw e instanceof HookError ? new UsageError(`oci-hook: ${e.message}`) : e;
       }
@@ -140,7 +157,9 @@ export function buildProgram(): Command {
       const { dockerArgs } = await import("../toolkit/docker-args.js");
       process.stdout.write(`${dockerArgs(o.mountpoint, o.remountable).join(" ")}\n`);
     });
+}
 
+function webhookCommand(program: Command): void {
   program
     .command("webhook")
     .description("serve the Kubernetes mutating admission webhook that injects procview's mounts")
@@ -163,7 +182,16 @@ export function buildProgram(): Command {
       const { runWebhook } = await import("../webhook/run.js");
       process.exitCode = await runWebhook(o);
     });
+}
 
+export function buildProgram(): Command {
+  const program = new Command("procview")
+    .description("Container-aware /proc and /sys/devices/system/cpu over FUSE")
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  serveCommand(program);
+  toolkitCommands(program);
+  webhookCommand(program);
   return program;
 }
 

@@ -4,7 +4,7 @@ import { KeptFiles } from "../cgroup/files";
 import { layoutFromMounts } from "../cgroup/layout";
 import { Processes } from "../cgroup/process";
 import { CgroupReader } from "../cgroup/reader";
-import { parseMountinfo } from "../fuse/mount";
+import { parseMountinfo } from "../mounts/table";
 import { type LoadSource, Renderer } from "./render";
 
 export function systemRenderer(loads: LoadSource, cpuQuota: boolean): { renderer: Renderer; files: KeptFiles; reader: CgroupReader } {

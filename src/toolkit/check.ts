@@ -1,7 +1,7 @@
 // `procview check`: does the mount answer a read within a deadline? Used by the DaemonSet's
 // probes and by people. Exit 0 when it does; else one line saying which failure it is.
 import * as path from "node:path";
-import { fuseAt, layoutOf, probe } from "../daemon/layout";
+import { fuseAt, layoutOf, probe } from "../mounts/layout";
 
 export interface CheckResult {
   ok: boolean;

@@ -1,13 +1,16 @@
 // `procview oci-hook`: an OCI createRuntime/prestart hook. It reads the container's state
 // on stdin and, before the runtime pivots into the container's root, binds procview's
-// files over the container's /proc and /sys files from inside the container's mount
-// namespace, where the runtime's own view (and so procview's mount) is still reachable.
-import { spawnSync } from "node:child_process";
+// files over the container's /proc and /sys files inside the container's mount namespace,
+// where the runtime's view (and so procview's mount) is still reachable. The host's mount
+// binary does the binding (nothing of the image runs), and every path under the rootfs is
+// resolved by us against the rootfs, so a symlink in the image cannot lead out of it.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { answers, type Layout } from "../daemon/layout";
 import { DEFAULT_TARGETS } from "../targets";
-import { selectPid, shellQuote } from "./containers";
+import { selectPid } from "../mounts/containers";
+import { bindInside, makeRslaveInside } from "../mounts/inside";
+import { answers, type Layout } from "../mounts/layout";
+import { EscapeError, resolveInRoot } from "../mounts/securejoin";
 
 export class HookError extends Error {}
 
@@ -22,7 +25,7 @@ export function parseState(text: string): OciState {
   try {
     s = JSON.parse(text);
   } catch (e) {
-    throw new HookError(`the OCI state on stdin is not JSON: ${(e as Error).message.replace(/\s+/g, " ")}`);
+    throw new HookError(`the OCI state on stdin is not JSON: ${(e as Error).message.replace(/\s+/g, " ").slice(0, 200)}`);
   }
   const o = s as Partial<OciState>;
   if (typeof s !== "object" || s === null || !Number.isInteger(o.pid) || (o.pid ?? 0) <= 0)
@@ -31,11 +34,24 @@ export function parseState(text: string): OciState {
   return o as OciState;
 }
 
-const q = shellQuote;
+function isDir(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
 
-/** Returns the container paths it bound. */
-export async function runHook(stateText: string, l: Layout): Promise<string[]> {
+export interface HookResult {
+  /** Container paths given procview's files. */
+  bound: string[];
+  /** One line per path left alone (it would have led out of the container's root). */
+  refused: string[];
+}
+
+export async function runHook(stateText: string, l: Layout): Promise<HookResult> {
   const state = parseState(stateText);
+  const name = state.id ?? String(state.pid);
   try {
     selectPid(state.pid);
   } catch (e) {
@@ -48,28 +64,40 @@ export async function runHook(stateText: string, l: Layout): Promise<string[]> {
   } catch (e) {
     throw new HookError(`cannot read ${state.bundle}/config.json: ${(e as Error).message}`);
   }
+  // Before pivot_root the namespace's root is still the runtime's view of the host: the
+  // rootfs is a directory in it. /proc/PID/root shows that view with the runtime's mounts.
   const rootfs = path.resolve(state.bundle, config.root?.path ?? "rootfs");
-  const steps: string[] = [];
-  const bound: string[] = [];
+  const view = `/proc/${state.pid}/root${rootfs}`;
+  const result: HookResult = { bound: [], refused: [] };
+  const resolve = (p: string): string | undefined => {
+    try {
+      return resolveInRoot(view, p);
+    } catch (e) {
+      if (!(e instanceof EscapeError)) throw e;
+      result.refused.push(`container ${name}: ${e.message}: left alone`);
+      return undefined;
+    }
+  };
   for (const t of DEFAULT_TARGETS) {
-    const dst = `${rootfs}${t.dest}`;
-    const flags = t.directory ? "--rbind" : "--bind";
-    steps.push(
-      `if [ -e ${q(dst)} ]; then mount ${flags} ${q(path.join(l.fsDir, t.source))} ${q(dst)} && mount -o remount,bind,ro ${q(dst)}; fi`,
-    );
-    bound.push(t.dest);
+    const dest = resolve(t.dest);
+    if (dest === undefined || !fs.existsSync(view + dest)) continue;
+    const err = await bindInside(state.pid, path.join(l.fsDir, t.source), rootfs + dest, { recursive: t.directory });
+    if (err) throw new HookError(`binding ${t.dest} into container ${name} failed: ${err}`);
+    result.bound.push(t.dest);
   }
-  // A slave copy of the anchor, so that a later daemon can re-bind these files.
-  const live = `${rootfs}/run/procview`;
-  steps.push(
-    `if [ -d ${q(`${rootfs}/run`)} ] && mkdir -p ${q(live)} 2>/dev/null; then mount --rbind ${q(l.anchor)} ${q(live)} && mount --make-rslave ${q(live)}; fi`,
-  );
-  // No -r: before pivot_root the namespace's root is still the runtime's view of the host.
-  const r = spawnSync("nsenter", ["-t", String(state.pid), "-m", "--", "/bin/sh", "-c", `set -e; ${steps.join("; ")}`], {
-    encoding: "utf8",
-    timeout: 10_000,
-  });
-  if (r.status !== 0)
-    throw new HookError(`binding into container ${state.id ?? state.pid} failed: ${(r.stderr || r.error?.message || "").trim()}`);
-  return bound;
+  // A read-only slave copy of the anchor, so that a later daemon can re-bind these files.
+  const live = resolve("/run/procview");
+  if (live !== undefined && isDir(view + path.dirname(live))) {
+    try {
+      fs.mkdirSync(view + live);
+    } catch {
+      // there already, or a read-only image: checked next
+    }
+    if (isDir(view + live)) {
+      const err =
+        (await bindInside(state.pid, l.anchor, rootfs + live, { recursive: true })) ?? (await makeRslaveInside(state.pid, rootfs + live));
+      if (err) throw new HookError(`mounting ${l.anchor} into container ${name} failed: ${err}`);
+    }
+  }
+  return result;
 }

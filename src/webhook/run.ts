@@ -1,7 +1,7 @@
 // `procview webhook`: the server, its certificates (managed or from files), and shutdown.
 import * as fs from "node:fs";
 import pino from "pino";
-import { UsageError } from "../daemon/serve";
+import { UsageError } from "../errors";
 import { notAfter, serviceDnsNames } from "./certs";
 import { CertificateManager } from "./kube";
 import { mountTargets } from "./patch";

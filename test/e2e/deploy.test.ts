@@ -121,11 +121,16 @@ describe("deploy/base", () => {
     assert.deepEqual(spec.tolerations, [{ operator: "Exists" }]);
     const c = spec.containers[0];
     assert.equal(c.securityContext.privileged, true);
-    assert.deepEqual(c.volumeMounts, [{ name: "procview", mountPath: "/var/lib/procview", mountPropagation: "Bidirectional" }]);
+    assert.deepEqual(c.volumeMounts, [
+      { name: "procview", mountPath: "/var/lib/procview", mountPropagation: "Bidirectional" },
+      // The handover record: beside the mountpoint, never inside what containers can read.
+      { name: "state", mountPath: "/var/lib/procview.state" },
+    ]);
     assert.ok(c.resources.requests.memory && c.resources.limits.memory);
     for (const p of ["livenessProbe", "readinessProbe", "startupProbe"])
       assert.deepEqual(c[p].exec.command, ["procview", "check", "--mountpoint", "/var/lib/procview"], p);
     assert.deepEqual(spec.volumes[0].hostPath, { path: "/var/lib/procview", type: "DirectoryOrCreate" });
+    assert.deepEqual(spec.volumes[1].hostPath, { path: "/var/lib/procview.state", type: "DirectoryOrCreate" });
   });
 
   it("the webhook: 2 replicas spread over nodes, a disruption budget, non-root, read-only root filesystem, HTTPS probes", () => {
@@ -161,6 +166,15 @@ describe("deploy/overlays/cert-manager", () => {
     );
     const c = find(objs, "Deployment", "procview-webhook").spec.template.spec.containers[0];
     assert.ok(c.args.includes("--tls-cert-file=/tls/tls.crt") && c.args.includes("--tls-key-file=/tls/tls.key"));
+  });
+
+  it("least privilege: the webhook gets no RBAC and no API token (cert-manager does the certificate work)", () => {
+    const rbac = objs.filter((o) => ["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"].includes(o.kind));
+    assert.deepEqual(
+      rbac.map((o) => `${o.kind}/${o.metadata.name}`),
+      [],
+    );
+    assert.equal(find(objs, "ServiceAccount", "procview-webhook").automountServiceAccountToken, false);
   });
 });
 

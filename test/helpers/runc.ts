@@ -20,6 +20,17 @@ export interface ContainerOptions {
   remountable?: boolean;
   /** OCI hooks for config.json (e.g. createRuntime). */
   hooks?: Record<string, { path: string; args?: string[]; timeout?: number }[]>;
+  /**
+   * The image: by default the host's /usr (read-only) with the merged-usr links. "distroless"
+   * has only the host's libraries and /app/{sleep,cat}: no shell, no mount, nothing else.
+   */
+  image?: "usr" | "distroless";
+  /** Changes the rootfs before the container starts (hostile images: fake binaries, symlinks). */
+  prepareRootfs?: (rootfs: string) => void;
+  /** More OCI mounts. */
+  mounts?: object[];
+  /** The container's id (default: procview-e2e-PID-N). */
+  name?: string;
 }
 
 let counter = 0;
@@ -39,12 +50,20 @@ export class Container {
   private readonly bundle: string;
 
   constructor(readonly o: ContainerOptions) {
-    this.id = `procview-e2e-${process.pid}-${++counter}`;
+    this.id = o.name ?? `procview-e2e-${process.pid}-${++counter}`;
     this.bundle = path.join(BASE, this.id);
     const rootfs = path.join(this.bundle, "rootfs");
     for (const d of ["usr", "etc", "proc", "sys", "dev", "tmp", "root", "var/lib", "run"])
       fs.mkdirSync(path.join(rootfs, d), { recursive: true });
-    for (const l of ["bin", "lib", "lib64", "sbin"]) fs.symlinkSync(`usr/${l}`, path.join(rootfs, l));
+    if (o.image === "distroless") {
+      for (const l of ["lib", "lib64"]) fs.symlinkSync(`usr/${l}`, path.join(rootfs, l));
+      fs.mkdirSync(path.join(rootfs, "app"));
+      for (const b of ["sleep", "cat"]) fs.copyFileSync(`/usr/bin/${b}`, path.join(rootfs, "app", b));
+      for (const b of ["sleep", "cat"]) fs.chmodSync(path.join(rootfs, "app", b), 0o755);
+    } else {
+      for (const l of ["bin", "lib", "lib64", "sbin"]) fs.symlinkSync(`usr/${l}`, path.join(rootfs, l));
+    }
+    o.prepareRootfs?.(rootfs);
     fs.writeFileSync(path.join(this.bundle, "config.json"), JSON.stringify(this.spec()));
     // Detached, the container's process inherits runc's stdio: give it a file, not a pipe
     // that spawnSync would wait on for as long as the container lives.
@@ -73,8 +92,10 @@ export class Container {
       },
       { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
       { destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] },
-      bind("/usr", "/usr", true),
-      bind("/etc", "/etc", true),
+      ...(this.o.image === "distroless"
+        ? [bind("/usr/lib", "/usr/lib", true), bind("/usr/lib64", "/usr/lib64", true)]
+        : [bind("/usr", "/usr", true), bind("/etc", "/etc", true)]),
+      ...(this.o.mounts ?? []),
     ];
     if (this.o.source)
       for (const t of this.o.targets ?? DEFAULT_TARGETS) mounts.push(bind(path.join(this.o.source, t.source), t.dest, t.directory));
@@ -91,7 +112,7 @@ export class Container {
       process: {
         terminal: false,
         user: { uid: 0, gid: 0 },
-        args: ["sleep", "infinity"],
+        args: this.o.image === "distroless" ? ["/app/sleep", "infinity"] : ["sleep", "infinity"],
         env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"],
         cwd: "/",
         noNewPrivileges: true,
@@ -116,9 +137,17 @@ export class Container {
     let err = "";
     p.stdout.on("data", (d) => (out += d));
     p.stderr.on("data", (d) => (err += d));
+    // 'close', not 'exit': only then has all of stdout been read.
     return new Promise((resolve, reject) =>
-      p.once("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`in ${this.id}: exit ${code}: ${err.trim()}`)))),
+      p.once("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`in ${this.id}: exit ${code}: ${err.trim()}`)))),
     );
+  }
+
+  /** Runs a program inside with no shell, optionally as another user; returns stdout, throws on failure. */
+  exec(argv: string[], user?: string): string {
+    const r = run(["exec", ...(user ? ["--user", user] : []), this.id, ...argv]);
+    if (r.status !== 0) throw new Error(`in ${this.id}: ${argv.join(" ")}: exit ${r.status}: ${r.stderr.trim()}`);
+    return r.stdout;
   }
 
   /** Runs a shell command inside; returns stdout, throws with stderr on failure. */

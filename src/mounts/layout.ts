@@ -3,28 +3,44 @@
 // <mountpoint>/proc/meminfo works as LXCFS's paths do. A container that holds a slave
 // copy of the anchor sees the filesystem of every later daemon appear inside it: that is
 // what lets a restarted daemon re-bind the container's files (a bind from another mount
-// namespace is refused by the kernel).
+// namespace is refused by the kernel). Nothing else lives in the anchor: every container
+// can read it. The daemon's own records go to the state directory beside it, root-only.
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseMountinfo, type MountEntry } from "../fuse/mount";
+import { type MountEntry, mountsOf } from "./table";
 
 export const FS_TYPE = "fuse.procview";
 
 export interface Layout {
   anchor: string;
   fsDir: string;
+  /**
+   * The mount source of this anchor's filesystem. Bind mounts keep it, so it tells this
+   * daemon's files in a container from another instance's.
+   */
+  source: string;
+  /** Root-only (0700), outside the anchor: no container sees what is recorded here. */
+  stateDir: string;
   /** Where a stopping daemon records the container mounts it detached, for the next one. */
   handoverFile: string;
 }
 
-export function layoutOf(mountpoint: string): Layout {
+/** The state directory defaults to a sibling of the mountpoint: /var/lib/procview.state. */
+export function layoutOf(mountpoint: string, stateDir?: string): Layout {
   const anchor = path.resolve(mountpoint);
-  return { anchor, fsDir: path.join(anchor, ".fs"), handoverFile: path.join(anchor, ".handover.json") };
+  const state = path.resolve(stateDir ?? `${anchor}.state`);
+  return {
+    anchor,
+    fsDir: path.join(anchor, ".fs"),
+    source: `procview:${anchor}`,
+    stateDir: state,
+    handoverFile: path.join(state, "handover.json"),
+  };
 }
 
 export function ownMounts(): MountEntry[] {
-  return parseMountinfo(fs.readFileSync("/proc/self/mountinfo", "utf8"));
+  return mountsOf("self");
 }
 
 /** The procview mount at `dir` in our namespace, if any (the topmost). */
@@ -58,7 +74,8 @@ export function probe(file: string, deadlineMs: number): Promise<Probe> {
       p.kill("SIGKILL");
       resolve({ ok: false, why: "timeout", message: `no answer within ${deadlineMs} ms` });
     }, deadlineMs);
-    p.once("exit", (code) => {
+    // 'close', not 'exit': only then is all of stdout read.
+    p.once("close", (code) => {
       clearTimeout(timer);
       if (code === 0) resolve({ ok: true, text: out });
       else if (/not connected/.test(err)) resolve({ ok: false, why: "ENOTCONN", message: err.trim() });
@@ -91,6 +108,8 @@ export async function prepareAnchor(l: Layout): Promise<{ replacedStale: boolean
     replacedStale = true;
   }
   fs.mkdirSync(l.fsDir, { recursive: true });
+  fs.mkdirSync(l.stateDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(l.stateDir, 0o700);
   for (const name of ["proc", "sys"]) {
     const link = path.join(l.anchor, name);
     let st: fs.Stats | undefined;
@@ -105,9 +124,10 @@ export async function prepareAnchor(l: Layout): Promise<{ replacedStale: boolean
   return { replacedStale };
 }
 
-/** Uninstall: the filesystem and the anchor go; the symlinks stay (dangling, harmless). */
+/** Uninstall: the filesystem, the anchor and the state go; the symlinks stay (dangling, harmless). */
 export function removeAnchor(l: Layout): void {
   unmountFs(l);
+  fs.rmSync(l.stateDir, { recursive: true, force: true });
   while (ownMounts().some((m) => m.mountPoint === l.anchor)) if (spawnSync("umount", ["-l", l.anchor]).status !== 0) break;
 }
 

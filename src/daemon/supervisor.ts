@@ -1,0 +1,129 @@
+// The serving processes: one serves on the inherited /dev/fuse descriptor, a standby,
+// already loaded, waits to take over the moment it dies. Load averages live here, in the
+// supervisor, so a crash of the serving process loses no history.
+import { type ChildProcess, spawn } from "node:child_process";
+import * as path from "node:path";
+import type { Logger } from "pino";
+import type { ChildConfig, FromChild, ToChild } from "./child";
+import type { Snapshot } from "./counters";
+import { LoadSampler } from "./loads";
+
+/** What the supervisor records; a no-op without --metrics-address. */
+export interface SupervisorMetrics {
+  restarts: { inc(): void };
+  remounts: { inc(labels: { action: string; result: string }, n: number): void };
+  update(s: Snapshot): void;
+  carryOver(): void;
+}
+export const NO_METRICS: SupervisorMetrics = { restarts: { inc() {} }, remounts: { inc() {} }, update() {}, carryOver() {} };
+
+const RESTART_WINDOW_MS = 10_000;
+const RESTARTS_BEFORE_BACKOFF = 20;
+// A small young generation: renders make short-lived strings only, and memory is the
+// figure a node pays for three processes.
+const CHILD_V8_FLAGS = ["--max-semi-space-size=1"];
+
+export class ServingProcesses {
+  private stopping = false;
+  private generation = 0;
+  private active?: ChildProcess;
+  private standby?: ChildProcess;
+  private standbyReady = false;
+  private needServer = true;
+  private readonly recent: number[] = [];
+  private readonly sampler: LoadSampler;
+
+  constructor(
+    private readonly fd: number,
+    private readonly cpuQuota: boolean,
+    private readonly log: Logger,
+    private readonly metrics: SupervisorMetrics,
+  ) {
+    this.sampler = new LoadSampler((loads) => this.active?.connected && this.active.send({ loads } satisfies ToChild));
+  }
+
+  start(): void {
+    this.sampler.start();
+    this.spawnStandby();
+  }
+
+  /** Stops the standby at once; resolves when the serving process has left (the unmount ends its loop). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.sampler.stop();
+    this.standby?.kill("SIGKILL");
+    const a = this.active;
+    const force = setTimeout(() => a?.kill("SIGKILL"), 3000);
+    force.unref();
+    if (a && a.exitCode === null && a.signalCode === null) await new Promise((r) => a.once("exit", r));
+    clearTimeout(force);
+  }
+
+  private promote(): void {
+    if (!this.needServer || !this.standby || !this.standbyReady || this.stopping) return;
+    const next = this.standby;
+    this.active = next;
+    this.standby = undefined;
+    this.standbyReady = false;
+    this.needServer = false;
+    next.send({ go: true } satisfies ToChild, (e) => {
+      // It died between "ready" and "go": its exit handler asks for the next standby.
+      if (e) this.log.warn({ pid: next.pid, err: e.message }, "standby could not be told to serve");
+    });
+    // The load history survives its predecessor: hand it over at once.
+    if (next.connected) next.send({ loads: this.sampler.table() } satisfies ToChild);
+    this.spawnStandby();
+  }
+
+  private spawnStandby(): void {
+    if (this.stopping || this.standby) return;
+    const cfg: ChildConfig = { cpuQuota: this.cpuQuota, generation: this.generation++ };
+    const child = spawn(process.execPath, [...CHILD_V8_FLAGS, path.join(__dirname, "child.js")], {
+      stdio: ["ignore", "inherit", "inherit", "ipc", this.fd],
+      env: { ...process.env, PROCVIEW_CHILD: JSON.stringify(cfg) },
+    });
+    this.standby = child;
+    // IPC to a process that just died reports here instead of throwing.
+    child.on("error", (e) => this.log.warn({ pid: child.pid, err: e.message }, "serving process channel error"));
+    let everReady = false;
+    child.on("message", (m: FromChild) => {
+      if ("watch" in m) {
+        this.sampler.watch(m.watch);
+      } else if ("ready" in m) {
+        everReady = true;
+        if (child === this.standby) {
+          this.standbyReady = true;
+          this.promote();
+        }
+      } else if (child === this.active) this.metrics.update(m);
+    });
+    child.once("exit", (code, signal) => this.exited(child, everReady, code, signal));
+  }
+
+  private exited(child: ChildProcess, everReady: boolean, code: number | null, signal: NodeJS.Signals | null): void {
+    if (child === this.standby) {
+      this.standby = undefined;
+      this.standbyReady = false;
+    }
+    if (child === this.active) {
+      this.active = undefined;
+      this.metrics.carryOver();
+      if (this.stopping) return;
+      this.needServer = true;
+      // The descriptor is still ours: the standby serves on the same connection.
+      this.log.warn({ code, signal, pid: child.pid }, "serving process died; the standby takes over");
+      this.metrics.restarts.inc();
+    }
+    if (this.stopping) return;
+    // Back off only from processes that die before they are ready (a broken install),
+    // never from one killed while serving: readers are waiting for its successor.
+    const now = Date.now();
+    if (!everReady) this.recent.push(now);
+    while (this.recent.length && now - this.recent[0] > RESTART_WINDOW_MS) this.recent.shift();
+    const delay = this.recent.length > RESTARTS_BEFORE_BACKOFF ? 1000 : 0;
+    setTimeout(() => {
+      this.spawnStandby();
+      this.promote();
+    }, delay);
+  }
+}

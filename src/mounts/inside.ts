@@ -1,0 +1,72 @@
+// Mount work inside a container's mount namespace, done by the host's own util-linux:
+// nothing from the container's filesystem is ever run, and nothing of ours enters its
+// pid, network or cgroup namespace or its cgroups. Only the mount namespace is switched.
+//  - mount: `mount -N` enters the namespace just for mount(2); the kernel then resolves
+//    both paths under the container's root, so a symlink there cannot lead out of it.
+//  - umount: `umount -N` would read /proc/self/mountinfo inside the namespace, where /proc
+//    is the container's and has no such process. So nsenter enters the mount namespace
+//    keeping our root (opened before the switch), and the host's umount names the target
+//    through /proc/PID/root. umount2(2) acts only on mounts of the namespace it is in.
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+
+/** The host's binaries, by absolute path: never looked up in a PATH a container could shape. */
+function hostBinary(name: string): string {
+  for (const dir of ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]) {
+    const p = `${dir}/${name}`;
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      // next
+    }
+  }
+  return `/usr/bin/${name}`;
+}
+const MOUNT = hostBinary("mount");
+const UMOUNT = hostBinary("umount");
+const NSENTER = hostBinary("nsenter");
+const ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" };
+
+export const DEFAULT_DEADLINE_MS = 10_000;
+
+/** Runs a host binary; resolves with undefined on success, else its last line of complaint. */
+export function runHost(argv: string[], deadlineMs = DEFAULT_DEADLINE_MS): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const p = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "ignore", "pipe"], env: ENV });
+    let err = "";
+    p.stderr.on("data", (d) => (err += d));
+    const timer = setTimeout(() => p.kill("SIGKILL"), deadlineMs);
+    p.once("error", (e) => {
+      clearTimeout(timer);
+      resolve(`${argv[0]}: ${e.message}`);
+    });
+    p.once("close", (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) return resolve(undefined);
+      const last = err.trim().split("\n").pop() ?? "";
+      resolve(signal === "SIGKILL" ? `${argv[0]} took longer than ${deadlineMs} ms` : last || `${argv[0]} exited ${code}`);
+    });
+  });
+}
+
+const nsOf = (pid: number) => `/proc/${pid}/ns/mnt`;
+
+/**
+ * Binds `src` read-only onto `dst`, both paths as the namespace of `pid` sees them from its
+ * root. `recursive` for a directory whose submounts come along (sys/devices/system/cpu).
+ */
+export function bindInside(pid: number, src: string, dst: string, o: { recursive?: boolean; deadlineMs?: number } = {}) {
+  return runHost([MOUNT, "-N", nsOf(pid), "-i", "-c", o.recursive ? "--rbind" : "--bind", "-o", "ro", src, dst], o.deadlineMs);
+}
+
+/** Makes `dst` a slave mount (recursively), so later mounts under its source appear in it. */
+export function makeRslaveInside(pid: number, dst: string, deadlineMs?: number) {
+  return runHost([MOUNT, "-N", nsOf(pid), "-i", "-c", "--make-rslave", dst], deadlineMs);
+}
+
+/** Lazily unmounts each of `mountPoints` (paths from the container's root) in its namespace. */
+export function detachInside(pid: number, mountPoints: readonly string[], deadlineMs?: number) {
+  const targets = mountPoints.map((m) => `/proc/${pid}/root${m}`);
+  return runHost([NSENTER, `--mount=${nsOf(pid)}`, "--root=/", "--", UMOUNT, "-i", "-c", "-l", ...targets], deadlineMs);
+}
