@@ -1,11 +1,13 @@
 // AdmissionReview in, AdmissionReview out: validation of the envelope, the opt-in rules,
 // and the patch. No HTTP, no TLS, no Kubernetes client here.
+import { describe, MAX_CONTAINERS, MAX_PATCH_BYTES } from "./limits";
 import { ANNOTATION_INJECT, injectMounts, type MountTarget } from "./patch";
 
 export const SUPPORTED_VERSIONS = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
 
 /** Why a pod left without a patch (a metric label). */
-export type SkipReason = "opted-out" | "not-opted-in" | "protected-namespace" | "not-create" | "nothing-to-do" | "no-containers";
+export type SkipReason =
+  "opted-out" | "not-opted-in" | "protected-namespace" | "not-create" | "nothing-to-do" | "no-containers" | "too-large";
 
 export interface AdmissionConfig {
   targets: readonly MountTarget[];
@@ -42,17 +44,18 @@ function isObject(v: unknown): v is Record<string, unknown> {
 /** Reviews one AdmissionReview body (already parsed JSON). */
 export function review(body: unknown, cfg: AdmissionConfig, scope: Scope): Outcome {
   if (!isObject(body)) return reject(400, "the body must be a JSON object (an AdmissionReview)");
-  if (body.kind !== "AdmissionReview") return reject(400, `kind must be AdmissionReview, not ${JSON.stringify(body.kind)}`);
+  if (body.kind !== "AdmissionReview") return reject(400, `kind must be AdmissionReview, not ${describe(body.kind)}`);
   if (typeof body.apiVersion !== "string" || !SUPPORTED_VERSIONS.includes(body.apiVersion))
-    return reject(400, `apiVersion must be one of ${SUPPORTED_VERSIONS.join(", ")}, not ${JSON.stringify(body.apiVersion)}`);
+    return reject(400, `apiVersion must be one of ${SUPPORTED_VERSIONS.join(", ")}, not ${describe(body.apiVersion)}`);
   const req = body.request;
   if (!isObject(req)) return reject(400, "request is missing");
   if (typeof req.uid !== "string" || req.uid === "") return reject(400, "request.uid is missing");
+  if (req.uid.length > 128) return reject(400, `request.uid is ${req.uid.length} characters long; a uid has at most 128`);
   const kind = isObject(req.kind) ? req.kind : {};
   const resource = isObject(req.resource) ? req.resource : {};
   if (kind.kind !== "Pod" || (kind.group ?? "") !== "" || (resource.resource !== undefined && resource.resource !== "pods"))
-    return reject(400, `only Pods are handled, not ${JSON.stringify(kind.kind ?? resource.resource)}`);
-  if (req.subResource) return reject(400, `only Pods are handled, not the ${JSON.stringify(req.subResource)} subresource`);
+    return reject(400, `only Pods are handled, not ${describe(kind.kind ?? resource.resource)}`);
+  if (req.subResource) return reject(400, `only Pods are handled, not the ${describe(req.subResource)} subresource`);
 
   const answer = (response: Omit<AdmissionResponse, "uid" | "allowed">) => ({
     apiVersion: body.apiVersion,
@@ -77,13 +80,22 @@ export function review(body: unknown, cfg: AdmissionConfig, scope: Scope): Outco
   if (wish === "false") return skip("opted-out");
   if (scope === "pod" && wish !== "true") return skip("not-opted-in");
   if (!Array.isArray(pod.spec.containers) || pod.spec.containers.length === 0) return skip("no-containers");
+  const tooLarge = (why: string): Outcome => ({
+    kind: "skipped",
+    review: answer({ warnings: [`procview: ${why}; not injected`] }),
+    reason: "too-large",
+  });
+  const count = pod.spec.containers.length + (Array.isArray(pod.spec.initContainers) ? pod.spec.initContainers.length : 0);
+  if (count > MAX_CONTAINERS) return tooLarge(`the pod has ${count} containers, more than ${MAX_CONTAINERS}`);
 
   const result = injectMounts(pod, cfg.targets);
   const warnings = result.warnings.map((w) => `procview: ${w}`);
   if (result.ops.length === 0) {
     return { kind: "skipped", review: answer(warnings.length ? { warnings } : {}), reason: "nothing-to-do" };
   }
-  const patch = Buffer.from(JSON.stringify(result.ops)).toString("base64");
+  const json = JSON.stringify(result.ops);
+  if (json.length > MAX_PATCH_BYTES) return tooLarge(`the patch would be ${json.length} bytes, more than ${MAX_PATCH_BYTES}`);
+  const patch = Buffer.from(json).toString("base64");
   return {
     kind: "mutated",
     review: answer({ patchType: "JSONPatch", patch, ...(warnings.length ? { warnings } : {}) }),

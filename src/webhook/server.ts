@@ -1,11 +1,25 @@
 // HTTPS for the MutatingAdmissionWebhook: POST /mutate (pods in opted-in namespaces),
 // POST /mutate-pod (pods that opt in one by one), /healthz, /readyz, /metrics.
-// Bad requests get a 4xx with the reason; a pod is never denied for our own fault.
+// Bad requests get a 4xx with the reason; a pod is never denied for our own fault. No
+// request can crash it or make it do unbounded work: bodies are size- and depth-checked
+// before parsing, every answer is built under one guard, and connections are capped and
+// timed out (./limits).
 import * as https from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import * as prom from "prom-client";
+import { Reclaimer } from "./reclaim";
 import { type AdmissionConfig, review, type Scope } from "./admission";
+import {
+  clip,
+  HEADERS_TIMEOUT_MS,
+  jsonDepthExceeds,
+  KEEP_ALIVE_MS,
+  LARGE_BODY_BYTES,
+  MAX_CONNECTIONS,
+  MAX_JSON_DEPTH,
+  REQUEST_TIMEOUT_MS,
+} from "./limits";
 
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
 
@@ -21,6 +35,7 @@ export interface WebhookServerOptions {
   admission: AdmissionConfig;
   logger: Logger;
   maxBodyBytes?: number;
+  maxConnections?: number;
 }
 
 const ROUTES: Record<string, Scope> = { "/mutate": "namespace", "/mutate-pod": "pod" };
@@ -62,11 +77,64 @@ export class WebhookServer {
     help: "When the serving certificate expires",
     registers: [this.registry],
   });
+  private readonly evicted = new prom.Counter({
+    name: "procview_webhook_connections_evicted_total",
+    help: "Idle connections closed to make room, past the connection cap",
+    registers: [this.registry],
+  });
   private ready = false;
+  private readonly reclaimer = new Reclaimer();
+  /** Open connections, oldest first: requests in progress, and requests answered. */
+  private readonly connections = new Map<Socket, { busy: number; served: number }>();
 
   constructor(private readonly o: WebhookServerOptions) {
-    this.server = https.createServer({ cert: o.tls.cert, key: o.tls.key, minVersion: "TLSv1.2" }, (req, res) => this.handle(req, res));
-    this.server.keepAliveTimeout = 65_000;
+    // Memory, heap, event-loop lag and file descriptors: what tells an operator it is healthy.
+    prom.collectDefaultMetrics({ register: this.registry });
+    this.server = https.createServer(
+      {
+        cert: o.tls.cert,
+        key: o.tls.key,
+        minVersion: "TLSv1.2",
+        handshakeTimeout: HEADERS_TIMEOUT_MS,
+        headersTimeout: HEADERS_TIMEOUT_MS,
+        requestTimeout: REQUEST_TIMEOUT_MS,
+        keepAliveTimeout: KEEP_ALIVE_MS,
+        // Timeouts are enforced by a sweep; once a second keeps a slow client's hold short.
+        connectionsCheckingInterval: 1000,
+      },
+      (req, res) => this.handle(req, res),
+    );
+    this.server.on("connection", (s: Socket) => this.admitConnection(s));
+    // A client that breaks TLS or HTTP gets its socket closed, nothing more.
+    this.server.on("tlsClientError", (_e, s) => s.destroy());
+    this.server.on("clientError", (_e, s) => s.destroy());
+  }
+
+  /**
+   * Past the cap, a connection with no request in progress makes room: first the oldest
+   * that never completed a request (idle or dribbling clients), else the oldest idle one.
+   * Flooding cannot lock the API server out; a keep-alive connection it loses, it reopens.
+   */
+  private admitConnection(s: Socket): void {
+    this.connections.set(s, { busy: 0, served: 0 });
+    s.once("close", () => this.connections.delete(s));
+    const max = this.o.maxConnections ?? MAX_CONNECTIONS;
+    if (this.connections.size <= max) return;
+    let victim: Socket | undefined;
+    for (const [old, st] of this.connections) {
+      if (old === s || st.busy > 0) continue;
+      if (st.served === 0) {
+        victim = old;
+        break;
+      }
+      victim ??= old;
+    }
+    // Every connection is mid-request: the newcomer goes.
+    victim ??= s;
+    this.connections.delete(victim);
+    victim.destroy();
+    if (victim !== s) this.evicted.inc();
+    this.reclaimer.burst();
   }
 
   /** Serves a new certificate to new connections; connections already open keep theirs. */
@@ -86,6 +154,7 @@ export class WebhookServer {
 
   async close(): Promise<void> {
     this.ready = false;
+    this.reclaimer.stop();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
@@ -105,6 +174,25 @@ export class WebhookServer {
   }
 
   private handle(req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse): void {
+    // The raw socket under TLS is what the connection map knows.
+    const st = this.connections.get((req.socket as Socket & { _parent?: Socket })._parent ?? req.socket);
+    if (st) {
+      st.busy++;
+      res.once("close", () => {
+        st.busy--;
+        st.served++;
+      });
+    }
+    try {
+      this.route(req, res);
+    } catch (e) {
+      this.o.logger.error({ err: clip(e instanceof Error ? e.message : String(e)) }, "request failed");
+      if (!res.headersSent) this.send(res, 500, JSON.stringify({ error: "internal error" }));
+      else res.destroy();
+    }
+  }
+
+  private route(req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse): void {
     const url = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && url === "/healthz") return this.send(res, 200, "ok\n", "text/plain");
     if (req.method === "GET" && url === "/readyz")
@@ -114,11 +202,11 @@ export class WebhookServer {
       return;
     }
     const scope = ROUTES[url];
-    if (!scope) return this.fail(res, 404, `no such path: ${url}`);
-    if (req.method !== "POST") return this.fail(res, 405, `${req.method} is not allowed on ${url}; POST an AdmissionReview`);
+    if (!scope) return this.fail(res, 404, `no such path: ${JSON.stringify(clip(url))}`);
+    if (req.method !== "POST") return this.fail(res, 405, `${clip(req.method ?? "")} is not allowed on ${url}; POST an AdmissionReview`);
     const type = req.headers["content-type"] ?? "";
     if (!type.startsWith("application/json"))
-      return this.fail(res, 415, `content-type must be application/json, not ${JSON.stringify(type)}`);
+      return this.fail(res, 415, `content-type must be application/json, not ${JSON.stringify(clip(type))}`);
     const max = this.o.maxBodyBytes ?? MAX_BODY_BYTES;
     if (Number(req.headers["content-length"] ?? 0) > max) {
       res.setHeader("connection", "close");
@@ -139,26 +227,42 @@ export class WebhookServer {
       chunks.push(c);
     });
     req.on("end", () => {
-      if (!refused) this.admit(Buffer.concat(chunks, size), scope, res);
+      if (size > LARGE_BODY_BYTES) this.reclaimer.burst();
+      if (refused) return;
+      try {
+        this.admit(Buffer.concat(chunks, size), scope, res);
+      } catch (e) {
+        // Nothing in admit should throw; if it does, the pod goes through and we stay up.
+        this.o.logger.error({ err: clip(e instanceof Error ? e.message : String(e)) }, "admission failed");
+        if (!res.headersSent) this.send(res, 500, JSON.stringify({ error: "internal error" }));
+      }
     });
     req.on("error", () => res.destroy());
   }
 
   private admit(raw: Buffer, scope: Scope, res: import("node:http").ServerResponse): void {
     const stop = this.latency.startTimer();
+    const text = raw.toString("utf8");
+    if (jsonDepthExceeds(text)) {
+      stop();
+      return this.fail(res, 400, `the body nests deeper than ${MAX_JSON_DEPTH} levels; no AdmissionReview does`);
+    }
     let body: unknown;
     try {
-      body = JSON.parse(raw.toString("utf8"));
+      body = JSON.parse(text);
     } catch (e) {
       stop();
-      return this.fail(res, 400, `malformed JSON: ${e instanceof Error ? e.message : String(e)}`);
+      return this.fail(res, 400, `malformed JSON: ${clip(e instanceof Error ? e.message : String(e))}`);
     }
     let outcome: ReturnType<typeof review>;
+    let answer: string;
     try {
       outcome = review(body, this.o.admission, scope);
+      answer = outcome.kind === "rejected" ? "" : JSON.stringify(outcome.review);
     } catch (e) {
       // Our bug: the pod goes through unpatched, and we say so.
-      outcome = { kind: "errored", review: allowUnpatched(body), error: e instanceof Error ? e.message : String(e) };
+      outcome = { kind: "errored", review: allowUnpatched(body), error: clip(e instanceof Error ? e.message : String(e)) };
+      answer = JSON.stringify(outcome.review);
     }
     switch (outcome.kind) {
       case "rejected":
@@ -177,17 +281,22 @@ export class WebhookServer {
         break;
     }
     this.requests.inc({ code: 200 });
-    this.send(res, 200, JSON.stringify(outcome.review));
+    this.send(res, 200, answer);
     stop();
   }
 }
 
-/** An allow answer for a review whose uid we can still find; used when our own code failed. */
+/** An allow answer for a review whose uid we can still find; used when our own code failed. Only strings are echoed. */
 function allowUnpatched(body: unknown): object {
-  const b = body as { apiVersion?: string; request?: { uid?: string } };
+  const b = (typeof body === "object" && body !== null ? body : {}) as { apiVersion?: unknown; request?: { uid?: unknown } };
+  const uid = typeof b.request === "object" && b.request !== null ? b.request.uid : undefined;
   return {
-    apiVersion: b.apiVersion ?? "admission.k8s.io/v1",
+    apiVersion: typeof b.apiVersion === "string" ? clip(b.apiVersion) : "admission.k8s.io/v1",
     kind: "AdmissionReview",
-    response: { uid: b.request?.uid ?? "", allowed: true, warnings: ["procview: internal error; the pod was not injected"] },
+    response: {
+      uid: typeof uid === "string" ? clip(uid) : "",
+      allowed: true,
+      warnings: ["procview: internal error; the pod was not injected"],
+    },
   };
 }
