@@ -43,7 +43,7 @@ function reader(args: string[]): Promise<string> {
     out += d;
   });
   return new Promise((resolve, reject) =>
-    p.once("exit", (code) => (code === 0 && out ? resolve(out) : reject(new Error(`reader ${args[0]} ${args[1]} exited ${code}`)))),
+    p.once("close", (code) => (code === 0 && out ? resolve(out) : reject(new Error(`reader ${args[0]} ${args[1]} exited ${code}`)))),
   );
 }
 
