@@ -7,11 +7,10 @@ import pino, { type Logger } from "pino";
 import { UsageError } from "../errors";
 import { mountFuse } from "../fuse/mount";
 import { detachAll, remountAll } from "../mounts/containers";
-import { fuseAt, type Layout, LayoutError, layoutOf, prepareAnchor, probe, removeAnchor, unmountFs } from "../mounts/layout";
+import { type Layout, LayoutError, layoutOf, prepareAnchor, probe, removeAnchor, unmountFs } from "../mounts/layout";
 import { NO_METRICS, ServingProcesses, type SupervisorMetrics } from "./supervisor";
 
 export const DEFAULT_MOUNTPOINT = "/var/lib/procview";
-export { FS_TYPE } from "../mounts/layout";
 
 export type OnExit = "upgrade" | "uninstall";
 
@@ -24,11 +23,6 @@ export interface ServeOptions {
   metricsAddress?: string;
   /** Re-bind containers whose procview mounts are stale, and those a previous daemon handed over. */
   remount: boolean;
-}
-
-/** True when a procview filesystem is mounted under `mountpoint` (answering or not). */
-export function isMounted(mountpoint: string): boolean {
-  return fuseAt(layoutOf(mountpoint).fsDir) !== undefined;
 }
 
 function preflight(dir: string, stateDir?: string): Layout {

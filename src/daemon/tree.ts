@@ -145,7 +145,11 @@ export class ProcviewTree implements FileSystem {
 
   private attrOf(node: Node, caller: Caller): Attr | Errno {
     if (node.kind === "dir") return { ino: node.ino, size: 0, mode: S_IFDIR | 0o555, nlink: 2, mtimeSec: this.started };
-    if (node.kind === "view") return { ino: node.ino, size: 0, mode: S_IFREG | 0o444, nlink: 1, mtimeSec: this.started };
+    if (node.kind === "view") {
+      // As the kernel's: slabinfo is root-only, so ls and access(2) tell the truth about it.
+      const perm = node.view === "proc/slabinfo" ? 0o400 : 0o444;
+      return { ino: node.ino, size: 0, mode: S_IFREG | perm, nlink: 1, mtimeSec: this.started };
+    }
     const p = this.hostPathFor(node.rel, caller);
     if (p === undefined) return E.ENOENT;
     let st: fs.Stats;

@@ -4,9 +4,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { describe, it } from "node:test";
-import { isMounted } from "../../src/daemon/serve";
-import { BIN, cleanMountpoint, startProcview, tempDir } from "../helpers/daemons";
+import { after, describe, it } from "node:test";
+import { BIN, cleanMountpoint, isMounted, startProcview, tempDir } from "../helpers/daemons";
 import { Container } from "../helpers/runc";
 
 function procview(args: string[], opts: { asUser?: number } = {}) {
@@ -25,15 +24,25 @@ function assertOneLineError(r: ReturnType<typeof procview>, pattern: RegExp): vo
   assert.match(lines[0], pattern);
 }
 
+const scratch: string[] = [];
+const scratchDir = () => {
+  const d = tempDir("pv-");
+  scratch.push(d);
+  return d;
+};
+after(() => {
+  for (const d of scratch) fs.rmSync(d, { recursive: true, force: true });
+});
+
 describe("procview serve refuses what it cannot do", () => {
   it("not root", () => {
-    assertOneLineError(procview(["serve", "--mountpoint", tempDir("pv-")], { asUser: 65534 }), /must run as root/);
+    assertOneLineError(procview(["serve", "--mountpoint", scratchDir()], { asUser: 65534 }), /must run as root/);
   });
   it("mountpoint missing", () => {
     assertOneLineError(procview(["serve", "--mountpoint", "/nonexistent/procview"]), /does not exist/);
   });
   it("mountpoint is a file", () => {
-    const f = path.join(tempDir("pv-"), "file");
+    const f = path.join(scratchDir(), "file");
     fs.writeFileSync(f, "");
     assertOneLineError(procview(["serve", "--mountpoint", f]), /not a directory/);
   });

@@ -5,9 +5,8 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { isMounted } from "../../src/daemon/serve";
 import { type Seen, seenIn } from "../helpers/checks";
-import { type Daemon, startLxcfs, startProcview } from "../helpers/daemons";
+import { type Daemon, isMounted, startLxcfs, startProcview } from "../helpers/daemons";
 import { Container } from "../helpers/runc";
 
 const MiB = 1024 * 1024;

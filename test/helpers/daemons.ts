@@ -4,7 +4,6 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { isMounted } from "../../src/daemon/serve";
 
 export const BIN = path.resolve(__dirname, "../../../bin/procview");
 
@@ -34,6 +33,14 @@ function capture(proc: ChildProcess): () => string {
   proc.stdout?.on("data", (d) => (out += d));
   proc.stderr?.on("data", (d) => (out += d));
   return () => out;
+}
+
+/** Whether a procview filesystem is mounted at DIR/.fs, from the mount table as a user would look. */
+export function isMounted(dir: string): boolean {
+  return fs
+    .readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .some((l) => l.split(" ")[4] === path.join(dir, ".fs") && l.includes(" - fuse.procview "));
 }
 
 export function tempDir(prefix: string): string {
@@ -71,14 +78,22 @@ export async function startProcview(args: string[] = [], dir = tempDir("procview
   };
 }
 
-/** Tests leave nothing mounted: the filesystem if a daemon died, and the anchor serve leaves for the next one. */
+/**
+ * Tests leave nothing behind: the filesystem if a daemon died, the anchor serve leaves for
+ * the next one, then the directory and its state sibling (only once nothing is mounted there).
+ */
 export function cleanMountpoint(dir: string): void {
+  const mounted = () => fs.readFileSync("/proc/self/mountinfo", "utf8").includes(` ${dir}`);
   if (isMounted(dir)) spawnSync("umount", ["-l", path.join(dir, ".fs")]);
-  for (let i = 0; i < 3 && fs.readFileSync("/proc/self/mountinfo", "utf8").includes(` ${dir} `); i++) spawnSync("umount", ["-l", dir]);
+  for (let i = 0; i < 3 && mounted(); i++) spawnSync("umount", ["-l", dir]);
+  if (mounted()) return;
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.rmSync(`${dir}.state`, { recursive: true, force: true });
 }
 
 export async function startLxcfs(dir = tempDir("lxcfs-mnt-")): Promise<Daemon> {
-  const pidfile = path.join(tempDir("lxcfs-pid-"), "lxcfs.pid");
+  const pidDir = tempDir("lxcfs-pid-");
+  const pidfile = path.join(pidDir, "lxcfs.pid");
   const proc = spawn("lxcfs", ["-f", "--enable-cfs", "-l", "-p", pidfile, dir], { stdio: ["ignore", "pipe", "pipe"] });
   const output = capture(proc);
   const deadline = Date.now() + 15000;
@@ -95,6 +110,8 @@ export async function startLxcfs(dir = tempDir("lxcfs-mnt-")): Promise<Daemon> {
       proc.kill("SIGTERM");
       const code = await waitExit(proc, 15000);
       if (lxcfsMounted()) spawnSync("umount", ["-l", dir]);
+      if (!lxcfsMounted()) fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(pidDir, { recursive: true, force: true });
       return code;
     },
   };
