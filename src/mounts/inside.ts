@@ -28,15 +28,16 @@ const UMOUNT = hostBinary("umount");
 const NSENTER = hostBinary("nsenter");
 const ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" };
 
-export const DEFAULT_DEADLINE_MS = 10_000;
+/** Per call: a container whose namespace operation hangs costs its own work this, nobody else's. */
+const DEADLINE_MS = 10_000;
 
 /** Runs a host binary; resolves with undefined on success, else its last line of complaint. */
-export function runHost(argv: string[], deadlineMs = DEFAULT_DEADLINE_MS): Promise<string | undefined> {
+function runHost(argv: string[]): Promise<string | undefined> {
   return new Promise((resolve) => {
     const p = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "ignore", "pipe"], env: ENV });
     let err = "";
     p.stderr.on("data", (d) => (err += d));
-    const timer = setTimeout(() => p.kill("SIGKILL"), deadlineMs);
+    const timer = setTimeout(() => p.kill("SIGKILL"), DEADLINE_MS);
     p.once("error", (e) => {
       clearTimeout(timer);
       resolve(`${argv[0]}: ${e.message}`);
@@ -45,7 +46,7 @@ export function runHost(argv: string[], deadlineMs = DEFAULT_DEADLINE_MS): Promi
       clearTimeout(timer);
       if (code === 0) return resolve(undefined);
       const last = err.trim().split("\n").pop() ?? "";
-      resolve(signal === "SIGKILL" ? `${argv[0]} took longer than ${deadlineMs} ms` : last || `${argv[0]} exited ${code}`);
+      resolve(signal === "SIGKILL" ? `${argv[0]} took longer than ${DEADLINE_MS} ms` : last || `${argv[0]} exited ${code}`);
     });
   });
 }
@@ -56,17 +57,17 @@ const nsOf = (pid: number) => `/proc/${pid}/ns/mnt`;
  * Binds `src` read-only onto `dst`, both paths as the namespace of `pid` sees them from its
  * root. `recursive` for a directory whose submounts come along (sys/devices/system/cpu).
  */
-export function bindInside(pid: number, src: string, dst: string, o: { recursive?: boolean; deadlineMs?: number } = {}) {
-  return runHost([MOUNT, "-N", nsOf(pid), "-i", "-c", o.recursive ? "--rbind" : "--bind", "-o", "ro", src, dst], o.deadlineMs);
+export function bindInside(pid: number, src: string, dst: string, o: { recursive?: boolean } = {}) {
+  return runHost([MOUNT, "-N", nsOf(pid), "-i", "-c", o.recursive ? "--rbind" : "--bind", "-o", "ro", src, dst]);
 }
 
 /** Makes `dst` a slave mount (recursively), so later mounts under its source appear in it. */
-export function makeRslaveInside(pid: number, dst: string, deadlineMs?: number) {
-  return runHost([MOUNT, "-N", nsOf(pid), "-i", "-c", "--make-rslave", dst], deadlineMs);
+export function makeRslaveInside(pid: number, dst: string) {
+  return runHost([MOUNT, "-N", nsOf(pid), "-i", "-c", "--make-rslave", dst]);
 }
 
 /** Lazily unmounts each of `mountPoints` (paths from the container's root) in its namespace. */
-export function detachInside(pid: number, mountPoints: readonly string[], deadlineMs?: number) {
+export function detachInside(pid: number, mountPoints: readonly string[]) {
   const targets = mountPoints.map((m) => `/proc/${pid}/root${m}`);
-  return runHost([NSENTER, `--mount=${nsOf(pid)}`, "--root=/", "--", UMOUNT, "-i", "-c", "-l", ...targets], deadlineMs);
+  return runHost([NSENTER, `--mount=${nsOf(pid)}`, "--root=/", "--", UMOUNT, "-i", "-c", "-l", ...targets]);
 }
