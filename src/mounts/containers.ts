@@ -122,7 +122,7 @@ export function selectContainerId(id: string): Selector {
   const exact = byId.get(id);
   const matches = exact ? [id] : id.length >= MIN_ID_PREFIX ? [...byId.keys()].filter((k) => k.startsWith(id)) : [];
   if (matches.length === 0) {
-    if (!exact && id.length < MIN_ID_PREFIX && [...byId.keys()].some((k) => k.startsWith(id)))
+    if (id.length < MIN_ID_PREFIX && [...byId.keys()].some((k) => k.startsWith(id)))
       throw new SelectError(`"${id}" is too short: give the full id or at least ${MIN_ID_PREFIX} characters of it`);
     throw new SelectError(`no running container ${id}`);
   }

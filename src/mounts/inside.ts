@@ -7,8 +7,8 @@
 //    is the container's and has no such process. So nsenter enters the mount namespace
 //    keeping our root (opened before the switch), and the host's umount names the target
 //    through /proc/PID/root. umount2(2) acts only on mounts of the namespace it is in.
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
+import { runBounded } from "./run";
 
 /** The host's binaries, by absolute path: never looked up in a PATH a container could shape. */
 function hostBinary(name: string): string {
@@ -32,23 +32,12 @@ const ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" };
 const DEADLINE_MS = 10_000;
 
 /** Runs a host binary; resolves with undefined on success, else its last line of complaint. */
-function runHost(argv: string[]): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const p = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "ignore", "pipe"], env: ENV });
-    let err = "";
-    p.stderr.on("data", (d) => (err += d));
-    const timer = setTimeout(() => p.kill("SIGKILL"), DEADLINE_MS);
-    p.once("error", (e) => {
-      clearTimeout(timer);
-      resolve(`${argv[0]}: ${e.message}`);
-    });
-    p.once("close", (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) return resolve(undefined);
-      const last = err.trim().split("\n").pop() ?? "";
-      resolve(signal === "SIGKILL" ? `${argv[0]} took longer than ${DEADLINE_MS} ms` : last || `${argv[0]} exited ${code}`);
-    });
-  });
+async function runHost(argv: string[]): Promise<string | undefined> {
+  const r = await runBounded(argv, DEADLINE_MS, ENV);
+  if (r.code === 0) return undefined;
+  if (r.timedOut) return `${argv[0]} took longer than ${DEADLINE_MS} ms`;
+  if (r.error) return `${argv[0]}: ${r.error}`;
+  return r.stderr.trim().split("\n").pop() || `${argv[0]} exited ${r.code}`;
 }
 
 const nsOf = (pid: number) => `/proc/${pid}/ns/mnt`;

@@ -5,9 +5,10 @@
 // what lets a restarted daemon re-bind the container's files (a bind from another mount
 // namespace is refused by the kernel). Nothing else lives in the anchor: every container
 // can read it. The daemon's own records go to the state directory beside it, root-only.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { runBounded } from "./run";
 import { type MountEntry, mountsOf } from "./table";
 
 export const FS_TYPE = "fuse.procview";
@@ -63,25 +64,12 @@ export type Probe = { ok: true; text: string } | { ok: false; why: "timeout" | "
  * Reads a file through the mount in a child process, killed at the deadline: a read stuck
  * in a hung daemon would otherwise pin one of our threads and block our own exit.
  */
-export function probe(file: string, deadlineMs: number): Promise<Probe> {
-  return new Promise((resolve) => {
-    const p = spawn("cat", [file], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    const timer = setTimeout(() => {
-      p.kill("SIGKILL");
-      resolve({ ok: false, why: "timeout", message: `no answer within ${deadlineMs} ms` });
-    }, deadlineMs);
-    // 'close', not 'exit': only then is all of stdout read.
-    p.once("close", (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve({ ok: true, text: out });
-      else if (/not connected/.test(err)) resolve({ ok: false, why: "ENOTCONN", message: err.trim() });
-      else resolve({ ok: false, why: "error", message: err.trim() || `cat exited ${code}` });
-    });
-  });
+export async function probe(file: string, deadlineMs: number): Promise<Probe> {
+  const r = await runBounded(["cat", file], deadlineMs);
+  if (r.timedOut) return { ok: false, why: "timeout", message: `no answer within ${deadlineMs} ms` };
+  if (r.code === 0) return { ok: true, text: r.stdout };
+  if (/not connected/.test(r.stderr)) return { ok: false, why: "ENOTCONN", message: r.stderr.trim() };
+  return { ok: false, why: "error", message: r.stderr.trim() || r.error || `cat exited ${r.code}` };
 }
 
 /** Whether a read through the mount reaches a daemon within two seconds. */

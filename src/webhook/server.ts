@@ -186,10 +186,15 @@ export class WebhookServer {
     try {
       this.route(req, res);
     } catch (e) {
-      this.o.logger.error({ err: clip(e instanceof Error ? e.message : String(e)) }, "request failed");
-      if (!res.headersSent) this.send(res, 500, JSON.stringify({ error: "internal error" }));
-      else res.destroy();
+      this.internalError(res, e);
     }
+  }
+
+  /** Our own fault, whatever the request was: logged short, answered 500 if nothing was sent yet. */
+  private internalError(res: import("node:http").ServerResponse, e: unknown): void {
+    this.o.logger.error({ err: clip(e instanceof Error ? e.message : String(e)) }, "request failed");
+    if (!res.headersSent) this.send(res, 500, JSON.stringify({ error: "internal error" }));
+    else res.destroy();
   }
 
   private route(req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse): void {
@@ -232,9 +237,8 @@ export class WebhookServer {
       try {
         this.admit(Buffer.concat(chunks, size), scope, res);
       } catch (e) {
-        // Nothing in admit should throw; if it does, the pod goes through and we stay up.
-        this.o.logger.error({ err: clip(e instanceof Error ? e.message : String(e)) }, "admission failed");
-        if (!res.headersSent) this.send(res, 500, JSON.stringify({ error: "internal error" }));
+        // Nothing in admit should throw; if it does, we stay up.
+        this.internalError(res, e);
       }
     });
     req.on("error", () => res.destroy());
