@@ -8,8 +8,9 @@ COPY bin ./bin
 RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
-# mount/umount (util-linux) mount the FUSE filesystem; nsenter re-binds into containers.
-RUN apt-get update && apt-get install -y --no-install-recommends mount util-linux && rm -rf /var/lib/apt/lists/*
+# mount/umount (util-linux) mount the FUSE filesystem and bind into containers; jemalloc is
+# the webhook's allocator (deploy/base/webhook.yaml preloads it).
+RUN apt-get update && apt-get install -y --no-install-recommends mount util-linux libjemalloc2 && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/procview
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules

@@ -8,6 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { issueBundle, serviceDnsNames } from "../src/webhook/certs";
 import { admissionReview, deploymentPod } from "../test/helpers/admission";
+import { webhookDeploymentEnv } from "../test/helpers/deploy";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = 8;
@@ -41,7 +42,8 @@ async function main(): Promise<void> {
     "--log-level",
     "warn",
   ];
-  const hook = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+  // Run as the Deployment runs it (jemalloc, a small young generation).
+  const hook = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...webhookDeploymentEnv() } });
   try {
     const port = await new Promise<number>((resolve, reject) => {
       hook.stdout.on("data", (d) => {

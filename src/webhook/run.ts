@@ -5,6 +5,7 @@ import { UsageError } from "../errors";
 import { notAfter, serviceDnsNames } from "./certs";
 import { CertificateManager } from "./kube";
 import { mountTargets } from "./patch";
+import { memorySetupGaps } from "./reclaim";
 import { WebhookServer } from "./server";
 
 export interface WebhookFlags {
@@ -120,6 +121,12 @@ export async function runWebhook(f: WebhookFlags): Promise<number> {
   const addr = await server.listen();
   logger.info({ address: `${addr.address}:${addr.port}`, namespace, files: targets.map((t) => t.mountPath) }, "webhook serving");
   process.stdout.write(`procview: webhook serving on ${addr.address}:${addr.port}\n`);
+  const gaps = memorySetupGaps();
+  if (gaps.length)
+    logger.warn(
+      { missing: gaps },
+      `memory taken by bursts of large requests will not be returned; run with ${gaps.join(" and ")} as deploy/base/webhook.yaml does`,
+    );
 
   return new Promise((resolve) => {
     const stop = async () => {
