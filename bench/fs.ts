@@ -3,11 +3,11 @@
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { DEFAULT_TARGETS } from "../src/targets";
 import { type Daemon, startLxcfs, startProcview } from "../test/helpers/daemons";
+import { BINDS } from "../test/helpers/runc";
 
 // The files LXCFS serves too: the container paths procview binds, with the cpu directory's online file.
-const FILES = [...DEFAULT_TARGETS.filter((t) => !t.directory).map((t) => t.source), "sys/devices/system/cpu/online"];
+const FILES = [...BINDS.filter((t) => !t.directory).map((t) => t.source), "sys/devices/system/cpu/online"];
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 3000);
 const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 2000);
 const READERS = 8;

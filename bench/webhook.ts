@@ -31,7 +31,6 @@ async function main(): Promise<void> {
 
   const bin = path.resolve(__dirname, "../../bin/procview");
   const args = [
-    bin,
     "webhook",
     "--tls-cert-file",
     path.join(dir, "tls.crt"),
@@ -42,8 +41,8 @@ async function main(): Promise<void> {
     "--log-level",
     "warn",
   ];
-  // Run as the Deployment runs it (jemalloc, a small young generation).
-  const hook = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...webhookDeploymentEnv() } });
+  // Run as the image and the Deployment run it (its shebang's node flags, jemalloc).
+  const hook = spawn(bin, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...webhookDeploymentEnv() } });
   try {
     const port = await new Promise<number>((resolve, reject) => {
       hook.stdout.on("data", (d) => {

@@ -7,8 +7,18 @@ import type { Controller } from "./types";
 export interface Hierarchy {
   version: 1 | 2;
   dir: string;
-  /** The cgroup path mounted at dir (not "/" inside a cgroup namespace). */
+  /**
+   * The cgroup path mounted at dir, relative to our cgroup namespace's root as mountinfo
+   * shows it: "/" for a whole tree seen from the host's namespace, "/kubepods/x" for a
+   * container's own sub-tree (cgroup v1), "/../../.." for the host's tree seen from inside
+   * a cgroup namespace three levels down (cgroup v2).
+   */
   root: string;
+  /**
+   * Where our cgroup namespace's root really is in this tree (a path from the tree's
+   * root), when the mounted tree reaches above it; "/" when we are in the host's namespace.
+   */
+  nsRoot?: string;
 }
 
 export interface CgroupLayout {
@@ -27,15 +37,28 @@ export interface CgroupMount {
 
 const KNOWN_V1 = ["memory", "cpu", "cpuacct", "cpuset", "blkio", "pids"];
 
+/**
+ * How high in the real tree a mount's root is: the number of "..", negated, or the depth
+ * of a sub-tree. A container sees its own sub-tree at /sys/fs/cgroup; given the host's
+ * trees as well (a hostPath volume), the highest mount of each hierarchy is the one to read.
+ */
+export function rootHeight(root: string): number {
+  const segs = root.split("/").filter(Boolean);
+  const up = segs.filter((s) => s === "..").length;
+  return up > 0 ? -up : segs.length;
+}
+
 export function layoutFromMounts(mounts: readonly CgroupMount[], readFile = (p: string) => fs.readFileSync(p, "utf8")): CgroupLayout {
   const layout: CgroupLayout = { v1: new Map(), v2Controllers: new Set() };
+  const higher = (m: CgroupMount, h: Hierarchy | undefined) => !h || rootHeight(m.root) < rootHeight(h.root);
   for (const m of mounts) {
     if (m.fsType === "cgroup") {
       for (const opt of m.superOptions.split(",")) {
-        if (KNOWN_V1.includes(opt) && !layout.v1.has(opt)) layout.v1.set(opt, { version: 1, dir: m.mountPoint, root: m.root });
+        if (KNOWN_V1.includes(opt) && higher(m, layout.v1.get(opt))) layout.v1.set(opt, { version: 1, dir: m.mountPoint, root: m.root });
       }
-    } else if (m.fsType === "cgroup2" && !layout.unified) {
+    } else if (m.fsType === "cgroup2" && higher(m, layout.unified)) {
       layout.unified = { version: 2, dir: m.mountPoint, root: m.root };
+      layout.v2Controllers.clear();
       try {
         for (const c of readFile(path.join(m.mountPoint, "cgroup.controllers")).split(/\s+/)) if (c) layout.v2Controllers.add(c);
       } catch {

@@ -1,5 +1,6 @@
 // Turns a pid into its cgroups, and cgroup files into numbers. All I/O goes through
 // KeptFiles; nothing here knows about FUSE or about how a view formats its figures.
+import * as fs from "node:fs";
 import * as path from "node:path";
 import type { KeptFiles } from "./files";
 import { type CgroupLayout, type Hierarchy, hierarchyFor } from "./layout";
@@ -57,11 +58,29 @@ function limitOf(text: string | undefined): number | null | undefined {
   return n >= UNLIMITED ? null : n;
 }
 
-function placementIn(h: Hierarchy, cgPath: string): Placement {
-  // Paths are shown relative to our cgroup namespace; the mount may expose a sub-tree.
-  let rel = cgPath;
-  if (h.root !== "/" && (rel === h.root || rel.startsWith(`${h.root}/`))) rel = rel.slice(h.root.length) || "/";
-  return { version: h.version, dir: path.resolve(h.dir, `.${rel}`), top: h.dir };
+/** `rel` applied to the absolute `base`, or undefined if it climbs above "/". */
+function under(base: string, rel: string): string | undefined {
+  const out = base.split("/").filter(Boolean);
+  for (const seg of rel.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg !== "..") out.push(seg);
+    else if (out.pop() === undefined) return undefined;
+  }
+  return `/${out.join("/")}`;
+}
+
+/**
+ * Where a cgroup path (as /proc/PID/cgroup shows it, relative to our cgroup namespace's
+ * root) is on disk, or undefined when it is not inside the tree mounted at h.dir: a path
+ * outside a container's own sub-tree, or a "/.." path above what we can place.
+ */
+function placementIn(h: Hierarchy, cgPath: string): Placement | undefined {
+  const ns = h.nsRoot ?? "/";
+  const real = under(ns, cgPath);
+  const mounted = under(ns, h.root);
+  if (real === undefined || mounted === undefined) return undefined;
+  if (real !== mounted && !real.startsWith(mounted === "/" ? "/" : `${mounted}/`)) return undefined;
+  return { version: h.version, dir: path.join(h.dir, real.slice(mounted.length)), top: h.dir };
 }
 
 /**
@@ -99,15 +118,24 @@ export class CgroupReader {
   fromProcCgroup(text: string): ReaderCgroups {
     const paths = parseProcCgroup(text);
     const byController: ReaderCgroups["byController"] = {};
+    let unplaced: string | undefined;
     for (const c of CONTROLLERS) {
       const h = hierarchyFor(this.layout, c);
       if (!h) continue;
       const p = h.version === 1 ? paths.get(c) : paths.get("");
-      if (p !== undefined) byController[c] = placementIn(h, p);
+      if (p === undefined) continue;
+      const at = placementIn(h, p);
+      if (at) byController[c] = at;
+      else unplaced ??= `${c}:${p}`;
     }
+    // Placed by the rules but found nowhere: the trees we read are not the ones the kernel
+    // named (another mount namespace's, or a stale mount).
+    const placed = Object.entries(byController);
+    if (!unplaced && placed.length > 0 && !placed.some(([, at]) => fs.existsSync(at.dir))) unplaced = `${placed[0][0]}:${placed[0][1].dir}`;
     const u = this.layout.unified;
     const up = paths.get("");
-    return { byController, unified: u && up !== undefined ? placementIn(u, up) : undefined };
+    const unified = u && up !== undefined ? placementIn(u, up) : undefined;
+    return { byController, unified, ...(unplaced ? { unplaced } : {}) };
   }
 
   /** True when every cgroup of the reader is its hierarchy's root: a host process. */

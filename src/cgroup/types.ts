@@ -15,6 +15,12 @@ export interface ReaderCgroups {
   byController: Partial<Record<Controller, Placement>>;
   /** The unified (v2) cgroup, also present in hybrid mode; carries the *.pressure files. */
   unified?: Placement;
+  /**
+   * Set when a cgroup path of the reader lies outside the trees this process can see (a
+   * "/.." path from another cgroup namespace, a path outside the mounted sub-tree, or a
+   * directory that is not there): its figures cannot be read, and saying so beats guessing.
+   */
+  unplaced?: string;
 }
 
 /** Memory figures in bytes; `null` means unlimited. */

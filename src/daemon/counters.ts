@@ -3,7 +3,7 @@
 // supervisor (daemon-metrics.ts), which keeps the Prometheus registry.
 import { type FallbackReason, type Rendered, VIEWS } from "./render";
 
-export const REASONS: FallbackReason[] = ["outside-pid-namespace", "process-gone", "host-cgroup", "cgroup-unreadable"];
+export const REASONS: FallbackReason[] = ["outside-pid-namespace", "process-gone", "host-cgroup", "cgroup-unreadable", "cgroup-unplaced"];
 export const BUCKETS_US = [10, 25, 50, 100, 250, 500, 1000, 2500, 10000];
 const V = VIEWS.length;
 const R = REASONS.length;

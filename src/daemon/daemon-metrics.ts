@@ -47,11 +47,12 @@ export class DaemonMetrics {
     });
     new prom.Counter({
       name: "procview_cgroup_resolution_errors_total",
-      help: "Readers whose cgroup could not be read (gone, or files unreadable)",
+      help: "Readers whose cgroup could not be read (gone, files unreadable, or outside the cgroup trees the daemon sees)",
       registers: [this.registry],
       collect() {
         this.reset();
-        this.inc(total(AT.fallbacks + REASONS.indexOf("process-gone")) + total(AT.fallbacks + REASONS.indexOf("cgroup-unreadable")));
+        const at = (r: (typeof REASONS)[number]) => total(AT.fallbacks + REASONS.indexOf(r));
+        this.inc(at("process-gone") + at("cgroup-unreadable") + at("cgroup-unplaced"));
       },
     });
     new prom.Gauge({

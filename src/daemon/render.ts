@@ -38,7 +38,7 @@ export const VIEWS = [
 export type ViewName = (typeof VIEWS)[number];
 
 /** Why a reader was given the host's file. */
-export type FallbackReason = "outside-pid-namespace" | "process-gone" | "host-cgroup" | "cgroup-unreadable";
+export type FallbackReason = "outside-pid-namespace" | "process-gone" | "host-cgroup" | "cgroup-unreadable" | "cgroup-unplaced";
 
 export interface Rendered {
   text: string;
@@ -67,6 +67,8 @@ export interface RendererOptions {
   /** Where the host's /proc and /sys/devices/system/cpu are read from. */
   procRoot?: string;
   sysCpuDir?: string;
+  /** Told about a reader whose cgroup lies outside the trees we can see (pid, its /proc/PID/cgroup). */
+  onUnplaced?: (pid: number, procCgroup: string) => void;
 }
 
 /** The reader, resolved once per request. */
@@ -108,6 +110,10 @@ export class Renderer {
     if (pid === 0) return "outside-pid-namespace";
     const cg = this.o.reader.resolve(pid);
     if (!cg) return "process-gone";
+    if (cg.unplaced) {
+      this.o.onUnplaced?.(pid, this.o.files.read(`${this.procRoot}/${pid}/cgroup`) ?? cg.unplaced);
+      return "cgroup-unplaced";
+    }
     if (CgroupReader.isRoot(cg)) return "host-cgroup";
     return { pid, cg };
   }
@@ -119,12 +125,10 @@ export class Renderer {
   }
 
   render(view: ViewName, pid: number, uid: number): Rendered | number {
+    // /proc/slabinfo is root-only on the host: keep it that way through us.
+    if (view === "proc/slabinfo" && uid !== 0) return constants.errno.EACCES;
     const r = this.resolve(pid);
-    if (typeof r === "string") {
-      // /proc/slabinfo is root-only on the host: keep it that way through us.
-      if (view === "proc/slabinfo" && uid !== 0) return constants.errno.EACCES;
-      return { text: this.hostFile(view), fallback: r };
-    }
+    if (typeof r === "string") return { text: this.hostFile(view), fallback: r };
     const text = this.renderFor(view, r);
     if (typeof text === "number") return text;
     if (text === undefined) return { text: this.hostFile(view), fallback: "cgroup-unreadable" };
@@ -209,12 +213,13 @@ export class Renderer {
         return idle === undefined ? undefined : renderUptime(e.seconds, idle);
       }
       case "proc/loadavg": {
+        // The averages from the 5-second samples (none yet: 0); the task counts and the
+        // newest pid as they are now, as the kernel's (the reader is often that newest pid).
         const e = this.loadEntry(r);
-        if (e) return renderLoadavg(e.load, e.running, e.total, e.lastPid);
-        // Not sampled yet: no history, so no load; the task counts are current.
         const dir = this.taskDir(r);
         const t = dir === undefined ? undefined : sampleTasks(dir, this.procRoot);
-        return t && renderLoadavg([0, 0, 0], t.running, t.total, t.lastPid);
+        if (t) return renderLoadavg(e?.load ?? [0, 0, 0], t.running, t.total, t.lastPid);
+        return e && renderLoadavg(e.load, e.running, e.total, e.lastPid);
       }
       case "proc/diskstats": {
         const io = reader.io(r.cg);
@@ -225,8 +230,9 @@ export class Renderer {
         return io && renderPartitions(this.hostBase(view), io);
       }
       case "proc/slabinfo":
-        // The container's own slab caches, or nothing: never the host's, which we serve to all.
-        return reader.slabinfo(r.cg) ?? constants.errno.EACCES;
+        // The container's own slab caches where the kernel keeps them (cgroup v1 before 5.9);
+        // otherwise the host's, which its root reads without procview too.
+        return reader.slabinfo(r.cg);
       case "proc/pressure/cpu":
       case "proc/pressure/memory":
       case "proc/pressure/io":

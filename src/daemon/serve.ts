@@ -4,6 +4,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import pino, { type Logger } from "pino";
+import { cgroupBlindness, HOST_CGROUP_FIX } from "../cgroup/host";
 import { UsageError } from "../errors";
 import { mountFuse } from "../fuse/mount";
 import { detachAll, remountAll } from "../mounts/containers";
@@ -73,6 +74,11 @@ async function whenServing(layout: Layout, opts: ServeOptions, log: Logger, metr
 /** Runs until a signal; resolves with the process exit code. */
 export async function serve(opts: ServeOptions): Promise<number> {
   const layout = preflight(path.resolve(opts.mountpoint), opts.stateDir);
+  const blind = cgroupBlindness();
+  if (blind)
+    process.stderr.write(
+      `procview: warning: cannot see the host's cgroup trees (${blind}): every container will read the host's figures; ${HOST_CGROUP_FIX}\n`,
+    );
   const log = pino({ level: process.env.PROCVIEW_LOG_LEVEL ?? "info", base: { component: "serve" } }, pino.destination(2));
   const { metrics, server: metricsServer } = await startMetrics(opts.metricsAddress);
   let replacedStale: boolean;

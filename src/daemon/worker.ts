@@ -15,7 +15,16 @@ export interface WorkerConfig {
 }
 
 const cfg = workerData as WorkerConfig;
-const { renderer } = systemRenderer(new PortLoads(cfg.loadPort), cfg.cpuQuota);
+// A reader we cannot place is served the host's files: say so once per cgroup, with its pid
+// and what the kernel showed us, so that an operator can tell a layout problem from a bug.
+const told = new Set<string>();
+const onUnplaced = (pid: number, procCgroup: string) => {
+  if (told.has(procCgroup) || told.size >= 1024) return;
+  told.add(procCgroup);
+  const msg = "a reader's cgroup is outside the cgroup trees this daemon can see; it gets the host's files";
+  process.stderr.write(`${JSON.stringify({ level: 40, time: Date.now(), component: "serve", pid, cgroup: procCgroup.trim(), msg })}\n`);
+};
+const { renderer } = systemRenderer(new PortLoads(cfg.loadPort), cfg.cpuQuota, onUnplaced);
 const counters = new ReadCounters(cfg.metrics);
 const tree = new ProcviewTree(renderer, undefined, (view, r, us, container) => counters.record(view, r, us, container), cfg.generation);
 // Warm the read path (cgroup files, host files, views) before the first real request.

@@ -1,6 +1,8 @@
 // `procview check`: does the mount answer a read within a deadline? Used by the DaemonSet's
-// probes and by people. Exit 0 when it does; else one line saying which failure it is.
+// probes and by people. Exit 0 when it does and this process can see the host's cgroup
+// trees; else one line saying which failure it is.
 import * as path from "node:path";
+import { cgroupBlindness, HOST_CGROUP_FIX } from "../cgroup/host";
 import { fuseAt, layoutOf, probe } from "../mounts/layout";
 
 export interface CheckResult {
@@ -21,5 +23,9 @@ export async function check(mountpoint: string, deadlineMs: number): Promise<Che
   }
   if (!/^\d+\.\d\d \d+\.\d\d\n$/.test(r.text))
     return { ok: false, message: `bad answer: ${dir}/proc/uptime is ${JSON.stringify(r.text.slice(0, 40))}` };
-  return { ok: true, message: `ok: ${dir} answered in ${Date.now() - started} ms` };
+  const ms = Date.now() - started;
+  // Answering is not enough: a daemon that cannot see the host's cgroups serves every container the host's figures.
+  const blind = cgroupBlindness();
+  if (blind) return { ok: false, message: `blind to the host's cgroups: ${blind}; ${HOST_CGROUP_FIX}` };
+  return { ok: true, message: `ok: ${dir} answered in ${ms} ms` };
 }

@@ -5,8 +5,8 @@
 // while, one compacting full collection runs. Ordinary traffic (pods of a few KiB, few
 // connections) never triggers it. That alone left 111 MiB after abuse from a 63 MiB
 // baseline: glibc's arenas keep what TLS and large bodies took, and V8 keeps 16 MiB
-// semi-spaces. The Deployment therefore preloads jemalloc and caps the young generation
-// (deploy/base/webhook.yaml); with both, 65 MiB before and 67 MiB after.
+// semi-spaces. The Deployment therefore preloads jemalloc (deploy/base/webhook.yaml), and
+// bin/procview starts node with 1 MiB semi-spaces; with both, 65 MiB before and 67 after.
 import * as fs from "node:fs";
 import * as v8 from "node:v8";
 import * as vm from "node:vm";
@@ -57,6 +57,6 @@ export function memorySetupGaps(): string[] {
   }
   if (maps && !maps.includes("libjemalloc")) gaps.push("LD_PRELOAD=libjemalloc.so.2 (Debian/Ubuntu package libjemalloc2)");
   const options = `${process.env.NODE_OPTIONS ?? ""} ${process.execArgv.join(" ")}`;
-  if (!/--max-semi-space-size=/.test(options)) gaps.push("NODE_OPTIONS=--max-semi-space-size=1");
+  if (!/--max-semi-space-size=/.test(options)) gaps.push("node --max-semi-space-size=1 (run bin/procview itself, not node bin/procview)");
   return gaps;
 }

@@ -51,7 +51,8 @@ function ownNamespace(flag?: string): string {
 }
 
 export async function runWebhook(f: WebhookFlags): Promise<number> {
-  const logger = pino({ level: f.logLevel, base: { component: "webhook" } });
+  // JSON logs on stderr; stdout carries only the one "serving on" line.
+  const logger = pino({ level: f.logLevel, base: { component: "webhook" } }, pino.destination(2));
   const listen = parseListen(f.listen);
   const namespace = ownNamespace(f.namespace);
   let targets;

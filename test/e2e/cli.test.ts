@@ -17,8 +17,9 @@ function procview(args: string[], opts: { asUser?: number } = {}) {
   return { status: r.status, stderr: r.stderr, stdout: r.stdout };
 }
 
+/** Bad input: one line on stderr and exit 2, as the README's command table says. */
 function assertOneLineError(r: ReturnType<typeof procview>, pattern: RegExp): void {
-  assert.notEqual(r.status, 0);
+  assert.equal(r.status, 2, r.stderr);
   const lines = r.stderr.trim().split("\n");
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0], pattern);

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { parseAllDocuments } from "yaml";
@@ -114,7 +115,7 @@ describe("deploy/base", () => {
       assert.deepEqual(find(objs, kind).subjects, [{ kind: "ServiceAccount", name: "procview-webhook", namespace: "procview-system" }]);
   });
 
-  it("the node daemon: privileged, host pid namespace, Bidirectional mount, every taint tolerated, node-critical, probes that read the mount", () => {
+  it("the node daemon: privileged, host pid namespace, the host's cgroup trees, Bidirectional mount, every taint tolerated, node-critical, probes that read the mount", () => {
     const spec = find(objs, "DaemonSet", "procview").spec.template.spec;
     assert.equal(spec.hostPID, true);
     assert.equal(spec.priorityClassName, "system-node-critical");
@@ -125,12 +126,15 @@ describe("deploy/base", () => {
       { name: "procview", mountPath: "/var/lib/procview", mountPropagation: "Bidirectional" },
       // The handover record: beside the mountpoint, never inside what containers can read.
       { name: "state", mountPath: "/var/lib/procview.state" },
+      // The host's cgroup trees, read-only: its own /sys/fs/cgroup shows only its own cgroup.
+      { name: "cgroup", mountPath: "/host/sys/fs/cgroup", readOnly: true, mountPropagation: "HostToContainer" },
     ]);
     assert.ok(c.resources.requests.memory && c.resources.limits.memory);
     for (const p of ["livenessProbe", "readinessProbe", "startupProbe"])
       assert.deepEqual(c[p].exec.command, ["procview", "check", "--mountpoint", "/var/lib/procview"], p);
     assert.deepEqual(spec.volumes[0].hostPath, { path: "/var/lib/procview", type: "DirectoryOrCreate" });
     assert.deepEqual(spec.volumes[1].hostPath, { path: "/var/lib/procview.state", type: "DirectoryOrCreate" });
+    assert.deepEqual(spec.volumes[2].hostPath, { path: "/sys/fs/cgroup", type: "Directory" });
   });
 
   it("the webhook: 2 replicas spread over nodes, a disruption budget, non-root, read-only root filesystem, HTTPS probes", () => {
@@ -179,12 +183,45 @@ describe("deploy/overlays/cert-manager", () => {
 });
 
 describe("Dockerfile", () => {
-  it("builds with the README's set-up steps and runs as non-root by default", () => {
+  it("its steps, replayed without an engine, give an image whose procview runs as 65532 with production dependencies only", () => {
     const docker = fs.readFileSync(path.join(ROOT, "Dockerfile"), "utf8");
-    const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
-    assert.match(readme, /npm ci && npm run build/);
-    assert.match(docker, /^RUN npm ci .*&& npm run build/m);
-    assert.match(docker, /^FROM .* AS build$/m);
+    assert.match(fs.readFileSync(path.join(ROOT, "README.md"), "utf8"), /npm ci && npm run build/);
     assert.match(docker, /^USER 65532:65532$/m);
+    const [build, final] = docker.split(/^FROM /m).slice(1);
+    assert.match(build, /AS build\n/);
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "pv-image-"));
+    // COPY's rule: a destination ending in "/" is a directory the source goes into.
+    const copy = (src: string, dest: string, into: string) =>
+      fs.cpSync(src, path.join(into, dest.endsWith("/") ? path.join(dest, path.basename(src)) : dest), { recursive: true });
+    try {
+      // Stage 1: the COPY lines into an empty directory, then its RUN line.
+      const stage1 = path.join(scratch, "build");
+      fs.mkdirSync(stage1);
+      for (const m of build.matchAll(/^COPY (.+) (\S+)$/gm))
+        for (const src of m[1].split(" "))
+          fs.cpSync(path.join(ROOT, src), path.join(stage1, m[2] === "./" ? src : m[2].replace(/^\.\//, "")), { recursive: true });
+      const run = /^RUN (.+)$/m.exec(build)?.[1] ?? "";
+      assert.match(run, /npm ci .*&& npm run build/);
+      const r = spawnSync("sh", ["-c", run], { cwd: stage1, encoding: "utf8", timeout: 170_000 });
+      assert.equal(r.status, 0, `${run}: ${r.stderr.slice(-2000)}`);
+      // Stage 2: only what the final stage copies from the build.
+      const image = path.join(scratch, "opt/procview");
+      for (const m of final.matchAll(/^COPY --from=build \/src\/(\S+) (\S+)$/gm)) copy(path.join(stage1, m[1]), m[2], image);
+      fs.chmodSync(scratch, 0o755);
+      const asUser = (args: string[]) =>
+        spawnSync("setpriv", ["--reuid=65532", "--regid=65532", "--clear-groups", path.join(image, "bin/procview"), ...args], {
+          encoding: "utf8",
+          timeout: 30_000,
+        });
+      const args = asUser(["docker-args"]);
+      assert.equal(args.status, 0, args.stderr);
+      assert.match(args.stdout, /-v \/var\/lib\/procview\/proc\/meminfo:\/proc\/meminfo:ro/);
+      const refused = asUser(["webhook", "--files", "/etc/shadow"]);
+      assert.equal(refused.status, 2, refused.stderr);
+      assert.match(refused.stderr, /cannot inject \/etc\/shadow/);
+      assert.equal(fs.existsSync(path.join(image, "node_modules/typescript")), false, "no dev dependencies in the image");
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
   });
 });

@@ -97,8 +97,9 @@ describe("the serving process dies every 200 ms for 10 s", () => {
     const results = outputs.map((o) => JSON.parse(o) as { ok: number; fail: number; wrong: number; slow: number; worst: number });
     const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
     const diag = `${kills} kills; reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slower than 1 s ${sum("slow")}, worst ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s`;
-    // A kill lands whenever a serving process exists (a successor needs a moment to load).
-    assert.ok(kills >= 20, diag);
+    // The README's 50 kills in 10 s: one at every tick that finds a serving process, which is
+    // every tick when the standby takes over within 200 ms.
+    assert.ok(kills >= 45, diag);
     assert.equal(sum("fail"), 0, diag);
     assert.equal(sum("wrong"), 0, diag);
     assert.equal(sum("slow"), 0, diag);
@@ -135,7 +136,7 @@ describe("a new daemon takes over the containers of the one before", () => {
     cs.forEach((c, i) => assert.equal(memTotalKb(c), expectedKb(i)));
     const before = hostProcviewMounts().length;
     first.proc.kill("SIGTERM");
-    await new Promise((r) => first.proc.once("exit", r));
+    assert.equal(await new Promise((r) => first.proc.once("exit", r)), 0, "SIGTERM: detached, unmounted, exit 0");
     // Between daemons: the host's own file, never an error.
     assert.equal(memTotalKb(cs[0]), hostMemTotalKb());
     const second = await startProcview([], dir);
@@ -245,7 +246,7 @@ describe("procview oci-hook", () => {
     const before = hostProcviewMounts().length;
     for (const [input, message] of cases) {
       const r = cli(["oci-hook", "--mountpoint", "/var/lib/procview"], input);
-      assert.notEqual(r.status, 0);
+      assert.equal(r.status, 2, r.stderr);
       assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
       assert.match(r.stderr, message);
     }

@@ -36,9 +36,10 @@ before(async () => {
   );
   assert.equal(r.status, 0, r.stderr);
   ca = fs.readFileSync(cert, "utf8");
+  // bin/procview itself, as the image's entrypoint runs it (its first line sets node's flags).
   proc = spawn(
-    process.execPath,
-    [BIN, "webhook", "--listen", "127.0.0.1:0", "--tls-cert-file", cert, "--tls-key-file", key, "--namespace", "procview-system"],
+    BIN,
+    ["webhook", "--listen", "127.0.0.1:0", "--tls-cert-file", cert, "--tls-key-file", key, "--namespace", "procview-system"],
     // Started the way the Deployment starts it: its allocator and V8 settings included.
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...webhookDeploymentEnv() } },
   );

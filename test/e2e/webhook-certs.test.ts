@@ -2,9 +2,11 @@
 // Kubernetes client, and a stand-in API server over HTTPS. The caBundle the API server would
 // use must verify the certificate the webhook serves, before and after rotation.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as https from "node:https";
 import { after, before, describe, it } from "node:test";
+import jsonpatch from "fast-json-patch";
+import { admissionReview, deploymentPod, type Json } from "../helpers/admission";
 import { BIN } from "../helpers/daemons";
 import { FakeKube } from "../helpers/fake-kube";
 import { DNS_NAMES } from "../helpers/webhook";
@@ -115,5 +117,56 @@ describe("managed certificates", () => {
     assert.ok(seen.size >= 2, `served ${seen.size} certificate(s) over 9 s with a 6 s validity`);
     assert.ok(requests > 100);
     assert.equal(caBundles()[0], ca, "a serving-certificate rotation keeps the caBundle");
+  });
+});
+
+describe("the webhook's command line", () => {
+  it("--files and --mountpoint: a pod gets exactly those files, from that mountpoint", async () => {
+    const { port, proc } = await startWebhook(["--files", "/proc/meminfo, /proc/slabinfo", "--mountpoint", "/srv/pv"]);
+    const ca = caBundles()[0];
+    const pod = deploymentPod();
+    const body = JSON.stringify(admissionReview(pod));
+    const answer = await new Promise<string>((resolve, reject) => {
+      const req = https.request(
+        {
+          host: "127.0.0.1",
+          port,
+          method: "POST",
+          path: "/mutate",
+          ca,
+          servername: DNS_NAMES[0],
+          agent: false,
+          headers: { "content-type": "application/json" },
+        },
+        (res) => {
+          let text = "";
+          res.on("data", (d) => (text += d));
+          res.on("end", () => resolve(text));
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+    const review = JSON.parse(answer) as { response: { patch: string } };
+    const ops = JSON.parse(Buffer.from(review.response.patch, "base64").toString());
+    const patched = jsonpatch.applyPatch(structuredClone(pod), ops, true, false).newDocument as Json;
+    const spec = patched.spec as {
+      containers: { volumeMounts: { mountPath: string; readOnly?: boolean }[] }[];
+      volumes: { hostPath?: { path: string } }[];
+    };
+    const mounts = spec.containers[0].volumeMounts.map((m) => m.mountPath);
+    assert.deepEqual(mounts.slice(-3), ["/proc/meminfo", "/proc/slabinfo", "/run/procview"]);
+    assert.equal(mounts.filter((m) => m.startsWith("/proc/") || m.startsWith("/sys/")).length, 2, mounts.join(" "));
+    const hostPaths = spec.volumes.map((v) => v.hostPath?.path).filter(Boolean);
+    assert.deepEqual(hostPaths, ["/srv/pv/proc/meminfo", "/srv/pv/proc/slabinfo", "/srv/pv"]);
+    proc.kill("SIGTERM");
+    assert.equal(await new Promise((r) => proc.once("exit", r)), 0, "SIGTERM: exit 0");
+  });
+
+  it("--files naming a file procview cannot serve: one line, exit 2", () => {
+    const r = spawnSync(process.execPath, [BIN, "webhook", "--files", "/proc/meminfo,/etc/shadow"], { encoding: "utf8", timeout: 20_000 });
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, /cannot inject \/etc\/shadow/);
   });
 });

@@ -110,6 +110,8 @@ export class FakeKube {
       this.server?.close(() => r());
       this.server?.closeAllConnections();
     });
+    // The kubeconfig (and its token) leaves with the server.
+    if (this.kubeconfig) fs.rmSync(path.dirname(this.kubeconfig), { recursive: true, force: true });
   }
 
   /** The MutatingWebhookConfiguration as the deploy kit renders it, without a caBundle. */

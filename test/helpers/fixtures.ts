@@ -128,6 +128,16 @@ export interface Fixture {
 /** Builds a whole fixture system and a Renderer reading it. */
 export function fixtureSystem(o: FixtureOptions, loads: LoadSource = new StaticLoads(), cpuQuota = true): Fixture {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "procview-fixture-"));
+  try {
+    return buildFixture(root, o, loads, cpuQuota);
+  } catch (e) {
+    // A fixture that cannot be built leaves nothing behind either.
+    fs.rmSync(root, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function buildFixture(root: string, o: FixtureOptions, loads: LoadSource, cpuQuota: boolean): Fixture {
   const cpus = o.cpus ?? 12;
   const proc = path.join(root, "proc");
   const sysCpu = path.join(root, "sys/devices/system/cpu");
@@ -142,6 +152,7 @@ export function fixtureSystem(o: FixtureOptions, loads: LoadSource = new StaticL
     diskstats: "   8       0 sda 10 0 80 5 20 0 160 9 0 14 14 0 0 0 0 0 0\n 253       0 vda 1 0 8 1 2 0 16 1 0 2 2 0 0 0 0 0 0\n",
     partitions: "major minor  #blocks  name\n\n   8        0   10485760 sda\n 253        0   20971520 vda\n",
     "pressure/cpu": "some avg10=9.99 avg60=9.99 avg300=9.99 total=999\n",
+    slabinfo: "slabinfo - version: 2.1\n# name <active_objs>\nhost_cache 99 99 64 64 1\n",
     [`${READER_PID}/cgroup`]:
       o.version === 1
         ? ["12:pids:P", "7:blkio:P", "4:memory:P", "3:cpuset:P", "2:cpu,cpuacct:P", "0::/"].join("\n").replaceAll("P", o.readerPath)

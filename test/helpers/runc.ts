@@ -3,10 +3,28 @@
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { type BindTarget, DEFAULT_TARGETS } from "../../src/targets";
+
+/** A file or directory of procview's (or LXCFS's) tree bound over the container's own. */
+export interface BindTarget {
+  source: string;
+  dest: string;
+  directory: boolean;
+}
+
+/** The binds the README gives for runc, podman and docker: the same paths as LXCFS. */
+export const BINDS: readonly BindTarget[] = [
+  ...["meminfo", "cpuinfo", "stat", "uptime", "loadavg", "diskstats", "swaps"].map((f) => ({
+    source: `proc/${f}`,
+    dest: `/proc/${f}`,
+    directory: false,
+  })),
+  { source: "sys/devices/system/cpu", dest: "/sys/devices/system/cpu", directory: true },
+];
 
 export interface ContainerOptions {
   memoryBytes?: number;
+  /** Memory plus swap (runc's "swap", cgroup v1 memsw): -1 for no limit; by default no swap at all. */
+  memoryAndSwapBytes?: number;
   /** CFS quota in CPUs (0.5 = 50000/100000). */
   cpuQuota?: number;
   cpus?: string;
@@ -28,9 +46,24 @@ export interface ContainerOptions {
   /** Changes the rootfs before the container starts (hostile images: fake binaries, symlinks). */
   prepareRootfs?: (rootfs: string) => void;
   /** More OCI mounts. */
-  mounts?: object[];
+  mounts?: OciSpec["mounts"];
   /** The container's id (default: procview-e2e-PID-N). */
   name?: string;
+  /** Last changes to the OCI spec (a pod's settings: privileged, hostPID, propagation). */
+  customize?: (spec: OciSpec) => void;
+}
+
+// The parts of an OCI runtime spec the helpers change.
+export interface OciSpec {
+  process: { args: string[]; env: string[]; noNewPrivileges: boolean; capabilities?: Record<string, string[]> };
+  mounts: { destination: string; type: string; source: string; options?: string[] }[];
+  linux: {
+    rootfsPropagation?: string;
+    resources: Record<string, unknown>;
+    namespaces: { type: string }[];
+    maskedPaths: string[];
+    readonlyPaths: string[];
+  };
 }
 
 let counter = 0;
@@ -74,14 +107,14 @@ export class Container {
     if (r.status !== 0) throw new Error(`runc run ${this.id}: ${fs.readFileSync(logPath, "utf8").trim()}`);
   }
 
-  private spec(): object {
+  private spec(): OciSpec {
     const bind = (source: string, destination: string, dir: boolean) => ({
       destination,
       type: "bind",
       source,
       options: dir ? ["rbind", "ro"] : ["bind", "ro"],
     });
-    const mounts: object[] = [
+    const mounts: OciSpec["mounts"] = [
       { destination: "/proc", type: "proc", source: "proc" },
       { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
       {
@@ -97,17 +130,16 @@ export class Container {
         : [bind("/usr", "/usr", true), bind("/etc", "/etc", true)]),
       ...(this.o.mounts ?? []),
     ];
-    if (this.o.source)
-      for (const t of this.o.targets ?? DEFAULT_TARGETS) mounts.push(bind(path.join(this.o.source, t.source), t.dest, t.directory));
+    if (this.o.source) for (const t of this.o.targets ?? BINDS) mounts.push(bind(path.join(this.o.source, t.source), t.dest, t.directory));
     if (this.o.source && this.o.remountable !== false)
       mounts.push({ destination: "/run/procview", type: "bind", source: this.o.source, options: ["rbind", "rslave", "ro"] });
     const resources: Record<string, unknown> = { devices: [{ allow: false, access: "rwm" }] };
-    if (this.o.memoryBytes) resources.memory = { limit: this.o.memoryBytes, swap: this.o.memoryBytes };
+    if (this.o.memoryBytes) resources.memory = { limit: this.o.memoryBytes, swap: this.o.memoryAndSwapBytes ?? this.o.memoryBytes };
     const cpu: Record<string, unknown> = {};
     if (this.o.cpuQuota) Object.assign(cpu, { quota: Math.round(this.o.cpuQuota * 100000), period: 100000 });
     if (this.o.cpus) Object.assign(cpu, { cpus: this.o.cpus, mems: "0" });
     if (Object.keys(cpu).length) resources.cpu = cpu;
-    return {
+    const spec = {
       ociVersion: "1.0.2",
       process: {
         terminal: false,
@@ -128,6 +160,8 @@ export class Container {
         readonlyPaths: ["/proc/sys", "/proc/sysrq-trigger"],
       },
     };
+    this.o.customize?.(spec);
+    return spec;
   }
 
   /** Starts a shell command inside without waiting; resolves with its stdout when it ends. */
@@ -160,6 +194,25 @@ export class Container {
   /** The container's init, as a host pid. */
   get pid(): number {
     return JSON.parse(run(["state", this.id]).stdout).pid;
+  }
+
+  /** What the container's process wrote to stdout and stderr so far. */
+  output(): string {
+    try {
+      return fs.readFileSync(path.join(this.bundle, "runc.log"), "utf8");
+    } catch {
+      return "";
+    }
+  }
+
+  /** Sends a signal to the container's first process; resolves with true once it has exited (false after `ms`). */
+  async stop(signal: string, ms: number): Promise<boolean> {
+    run(["kill", this.id, signal]);
+    for (const until = Date.now() + ms; Date.now() < until; await new Promise((r) => setTimeout(r, 50))) {
+      const state = run(["state", this.id]);
+      if (state.status !== 0 || JSON.parse(state.stdout).status === "stopped") return true;
+    }
+    return false;
   }
 
   destroy(): void {

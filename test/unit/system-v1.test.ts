@@ -1,6 +1,10 @@
 // Reader + views on cgroup v1 fixture trees (the layout of this machine's hierarchies).
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { afterEach, describe, it } from "node:test";
+import { sampleTasks } from "../../src/cgroup/tasks";
 import { type Fixture, fixtureSystem, GiB, MiB, READER_PID, StaticLoads, v1MemoryStat } from "../helpers/fixtures";
 
 const UNLIMITED = "9223372036854771712";
@@ -206,9 +210,9 @@ describe("cgroup v1 CPUs", () => {
     );
     assert.equal(Number(cpuLines[0][1]), 600);
     assert.equal(Number(cpuLines[0][3]), 50); // system: 0.5 s on cpu0
-    // Idle is what the container could have used since it started (10000 s, 2.5/3 of each CPU).
-    const idle0 = Number(cpuLines[1][4]);
-    assert.equal(idle0, Math.floor(10000 * 100 * (2.5 / 3) - 150));
+    // Idle is what the container could have used since it started: 10000 s at 2.5/3 of the
+    // CPU is 833333 ticks, less cpu0's 100 user and 50 system.
+    assert.equal(Number(cpuLines[1][4]), 833183);
     // Lines other than the cpu lines are the host's, btime included.
     assert.match(text(fx, "proc/stat"), /^btime 1700000000$/m);
   });
@@ -245,16 +249,20 @@ describe("cgroup v1 block I/O and slabinfo", () => {
     assert.doesNotMatch(parts, /vda/);
   });
 
-  it("slabinfo is the container's own, or refused; never the host's", () => {
+  it("slabinfo is the container's own where the kernel keeps it, else the host's; root only either way", () => {
     fx = fixtureSystem({
       version: 1,
       readerPath: "/slab",
       cgroups: { "memory/slab/memory.kmem.slabinfo": "slabinfo - version: 2.1\n# name <active_objs>\ndentry 10 10 192 21 1\n" },
     });
     assert.match(text(fx, "proc/slabinfo"), /^dentry 10/m);
+    assert.doesNotMatch(text(fx, "proc/slabinfo"), /host_cache/);
+    assert.equal(fx.renderer.render("proc/slabinfo", READER_PID, 1000), 13, "EACCES for a non-root reader");
     fx.cleanup();
+    // Linux 6.18 keeps the file but leaves it empty: the container's root reads the host's, as without procview.
     fx = fixtureSystem({ version: 1, readerPath: "/noslab", cgroups: { "memory/noslab/memory.kmem.slabinfo": "" } });
-    assert.equal(fx.renderer.render("proc/slabinfo", READER_PID, 0), 13);
+    assert.match(text(fx, "proc/slabinfo"), /^host_cache 99/m);
+    assert.equal(fx.renderer.render("proc/slabinfo", READER_PID, 1000), 13, "EACCES for a non-root reader");
   });
 });
 
@@ -283,5 +291,34 @@ describe("host readers get the host's files", () => {
   it("slabinfo stays root-only for host readers", () => {
     fx = fixtureSystem({ version: 1, readerPath: "/", cgroups: {} });
     assert.equal(fx.renderer.render("proc/slabinfo", READER_PID, 1000), 13);
+  });
+});
+
+describe("a cgroup's tasks, as loadavg counts them", () => {
+  it("running and uninterruptible counted; the newest pid is the thread started last, as the container numbers it", () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), "pv-tasks-"));
+    try {
+      const stat = (tid: number, state: string, start: number) =>
+        `${tid} (w) ${state} 1 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 ${start} 0 0\n`;
+      // Pids wrapped: 32000 is the oldest thread, 12 the newest; 40 started in the same tick as 12.
+      const procs: [number, string, number, number][] = [
+        [32000, "S", 100, 1],
+        [12, "R", 900, 9],
+        [11, "R", 900, 8],
+        [40, "D", 800, 30],
+      ];
+      fs.mkdirSync(path.join(root, "cg"));
+      fs.writeFileSync(path.join(root, "cg", "tasks"), `${procs.map((p) => p[0]).join("\n")}\n77\n`);
+      for (const [tid, state, start, nspid] of procs) {
+        fs.mkdirSync(path.join(root, String(tid)));
+        fs.writeFileSync(path.join(root, String(tid), "stat"), stat(tid, state, start));
+        fs.writeFileSync(path.join(root, String(tid), "status"), `Name:\tw\nNSpid:\t${tid}\t${nspid}\n`);
+      }
+      // 77 is listed but gone by the time its stat is read: not counted.
+      assert.deepEqual(sampleTasks(path.join(root, "cg"), root), { running: 2, uninterruptible: 1, total: 4, lastPid: 9 });
+      assert.equal(sampleTasks(path.join(root, "gone"), root), undefined);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });

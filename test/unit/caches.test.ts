@@ -1,0 +1,79 @@
+// The two caches on the read path: kept descriptors (a file's current content on every read,
+// however large, within a bounded number of descriptors) and limits kept for a second.
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, describe, it } from "node:test";
+import { KeptFiles } from "../../src/cgroup/files";
+import { TtlCache } from "../../src/cgroup/ttl";
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pv-caches-"));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe("kept descriptors", () => {
+  it("every read gives the file's current content, also after it changes in place", () => {
+    const f = path.join(dir, "memory.current");
+    fs.writeFileSync(f, "1000\n");
+    const files = new KeptFiles();
+    assert.equal(files.read(f), "1000\n");
+    assert.equal(files.size, 1);
+    fs.writeFileSync(f, "2000000\n");
+    assert.equal(files.read(f), "2000000\n");
+    assert.equal(files.size, 1, "the same descriptor");
+    files.close();
+    assert.equal(files.size, 0);
+  });
+
+  it("a file larger than the buffer is read whole; a missing one is undefined", () => {
+    const big = path.join(dir, "big");
+    const text = "x".repeat(40_000) + "\nend\n";
+    fs.writeFileSync(big, text);
+    const files = new KeptFiles();
+    assert.equal(files.read(big), text);
+    assert.equal(files.read(big), text);
+    assert.equal(files.read(path.join(dir, "nope")), undefined);
+    assert.equal(files.size, 1);
+    files.close();
+  });
+
+  it("holds at most `max` descriptors, dropping the least recently read; forget drops by prefix", () => {
+    const names = ["a", "b", "c"].map((n) => {
+      const p = path.join(dir, `lru-${n}`);
+      fs.writeFileSync(p, n);
+      return p;
+    });
+    const files = new KeptFiles(2);
+    files.read(names[0]);
+    files.read(names[1]);
+    files.read(names[0]); // a is now the most recent
+    files.read(names[2]); // b goes
+    assert.equal(files.size, 2);
+    fs.writeFileSync(names[1], "b2");
+    assert.equal(files.read(names[1]), "b2");
+    assert.equal(files.size, 2);
+    files.forget(path.join(dir, "lru-"));
+    assert.equal(files.size, 0);
+    files.close();
+  });
+});
+
+describe("limits kept for a while", () => {
+  it("computed once within the time to live, again after it; at most `max` keys, the oldest dropped", () => {
+    let now = 1000;
+    let computed = 0;
+    const cache = new TtlCache<string, number>(1000, 2, () => now);
+    const get = (k: string) => cache.get(k, () => ++computed);
+    assert.equal(get("a"), 1);
+    now += 999;
+    assert.equal(get("a"), 1, "still fresh at 999 ms");
+    now += 1;
+    assert.equal(get("a"), 2, "expired at 1000 ms");
+    get("b");
+    get("c"); // "a" is the oldest entry: dropped
+    assert.equal(computed, 4);
+    assert.equal(get("c"), 4);
+    assert.equal(get("a"), 5, "recomputed: it had been dropped");
+    assert.equal(get("b"), 6, "b was the oldest when a came back");
+  });
+});

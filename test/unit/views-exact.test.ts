@@ -1,0 +1,355 @@
+// Every view's exact output for inputs chosen so that each figure comes from one source:
+// distinct values per field, so a wrong sum, a swapped field or a lost line shows up. The
+// expected numbers are worked out by hand from the cgroup figures given (bytes / 1024 for
+// kB, ns / 1e7 for ticks), not computed here.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { renderCpuinfo } from "../../src/views/cpuinfo";
+import { cpuShare, renderCpuRange, visibleCpus } from "../../src/views/cpus";
+import { renderDiskstats, renderPartitions } from "../../src/views/disk";
+import { decayLoad, renderLoadavg } from "../../src/views/loadavg";
+import { renderMeminfo } from "../../src/views/meminfo";
+import { renderStat } from "../../src/views/stat";
+import { renderSwaps } from "../../src/views/swaps";
+
+const K = 1024;
+const HOST_MEMINFO = `MemTotal:       16384000 kB
+MemFree:         8000000 kB
+MemAvailable:   12000000 kB
+Buffers:          300000 kB
+Cached:          3000000 kB
+SwapCached:          100 kB
+Active:          4000000 kB
+Inactive:        2000000 kB
+Active(anon):    1000000 kB
+Inactive(anon):   500000 kB
+Active(file):    3000000 kB
+Inactive(file):  1500000 kB
+Unevictable:        1000 kB
+Mlocked:            1000 kB
+SwapTotal:       2097152 kB
+SwapFree:        2097152 kB
+Zswap:                 5 kB
+Zswapped:              5 kB
+Dirty:               500 kB
+Writeback:             1 kB
+AnonPages:       1400000 kB
+Mapped:           400000 kB
+Shmem:             90000 kB
+KReclaimable:     200000 kB
+Slab:             300000 kB
+SReclaimable:     200000 kB
+SUnreclaim:       100000 kB
+KernelStack:       10000 kB
+PageTables:        20000 kB
+SecPageTables:         3 kB
+NFS_Unstable:          3 kB
+Bounce:                3 kB
+WritebackTmp:          3 kB
+CommitLimit:    10289152 kB
+Committed_AS:    5000000 kB
+VmallocTotal:   34359738367 kB
+Percpu:             5000 kB
+AnonHugePages:      4096 kB
+ShmemHugePages:        3 kB
+ShmemPmdMapped:        3 kB
+FileHugePages:         3 kB
+FilePmdMapped:         3 kB
+HugePages_Total:       0
+Hugepagesize:       2048 kB
+DirectMap4k:      400000 kB
+`;
+
+// A 256 MiB container using 100 MiB; every memory.stat figure distinct.
+const STAT = {
+  cache: 40960 * K,
+  swapCached: 1024 * K,
+  activeAnon: 30000 * K,
+  inactiveAnon: 5000 * K,
+  activeFile: 20000 * K,
+  inactiveFile: 12000 * K,
+  unevictable: 7 * K,
+  dirty: 11 * K,
+  writeback: 13 * K,
+  anon: 35000 * K,
+  mapped: 17 * K,
+  shmem: 19 * K,
+  anonHuge: 2048 * K,
+  slabReclaimable: 3000 * K,
+  slabUnreclaimable: 2000 * K,
+};
+const V1 = { version: 1 as const, limit: 256 * K * K, usage: 100 * K * K, memswLimit: 320 * K * K, swapUsage: 4 * K * K, stat: STAT };
+
+function figures(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()]),
+  );
+}
+
+describe("meminfo, figure by figure", () => {
+  it("cgroup v1 with memory+swap 320 MiB: every attributable figure is the container's", () => {
+    const out = renderMeminfo(HOST_MEMINFO, V1);
+    assert.deepEqual(figures(out), {
+      MemTotal: "262144 kB",
+      MemFree: "159744 kB",
+      MemAvailable: "194744 kB",
+      Buffers: "0 kB",
+      Cached: "39936 kB",
+      SwapCached: "1024 kB",
+      Active: "50000 kB",
+      Inactive: "17000 kB",
+      "Active(anon)": "30000 kB",
+      "Inactive(anon)": "5000 kB",
+      "Active(file)": "20000 kB",
+      "Inactive(file)": "12000 kB",
+      Unevictable: "7 kB",
+      Mlocked: "0 kB",
+      SwapTotal: "65536 kB",
+      SwapFree: "61440 kB",
+      Zswap: "0 kB",
+      Zswapped: "0 kB",
+      Dirty: "11 kB",
+      Writeback: "13 kB",
+      AnonPages: "35000 kB",
+      Mapped: "17 kB",
+      Shmem: "19 kB",
+      KReclaimable: "3000 kB",
+      Slab: "5000 kB",
+      SReclaimable: "3000 kB",
+      SUnreclaim: "2000 kB",
+      KernelStack: "10000 kB",
+      PageTables: "20000 kB",
+      SecPageTables: "0 kB",
+      NFS_Unstable: "0 kB",
+      Bounce: "0 kB",
+      WritebackTmp: "0 kB",
+      CommitLimit: "10289152 kB",
+      Committed_AS: "5000000 kB",
+      VmallocTotal: "34359738367 kB",
+      Percpu: "0 kB",
+      AnonHugePages: "2048 kB",
+      ShmemHugePages: "0 kB",
+      ShmemPmdMapped: "0 kB",
+      FileHugePages: "0 kB",
+      FilePmdMapped: "0 kB",
+      HugePages_Total: "0",
+      Hugepagesize: "2048 kB",
+      DirectMap4k: "400000 kB",
+    });
+    const lines = out.split("\n");
+    assert.equal(lines[0], "MemTotal:         262144 kB");
+    assert.equal(lines[8], "Active(anon):      30000 kB");
+    assert.equal(lines[42], "HugePages_Total:       0");
+    assert.equal(out.endsWith("DirectMap4k:      400000 kB\n"), true);
+  });
+
+  it("swap: no memsw limit gives the host's; memsw = memory gives none; a memsw above memory + host swap gives the host's", () => {
+    const swap = (memswLimit: number | null) => {
+      const f = figures(renderMeminfo(HOST_MEMINFO, { ...V1, memswLimit, swapUsage: 0 }));
+      return [f.SwapTotal, f.SwapFree];
+    };
+    assert.deepEqual(swap(null), ["2097152 kB", "2097152 kB"]);
+    const unknown = figures(renderMeminfo(HOST_MEMINFO, { ...V1, memswLimit: undefined, swapUsage: 0 }));
+    assert.equal(unknown.SwapTotal, "2097152 kB", "no memsw file at all: the host's swap");
+    assert.deepEqual(swap(256 * K * K), ["0 kB", "0 kB"]);
+    assert.deepEqual(swap(100 * K * K), ["0 kB", "0 kB"]);
+    assert.deepEqual(swap(8192 * K * K), ["2097152 kB", "2097152 kB"]);
+    const over = figures(renderMeminfo(HOST_MEMINFO, { ...V1, swapUsage: 80 * K * K }));
+    assert.deepEqual([over.SwapTotal, over.SwapFree], ["65536 kB", "0 kB"]);
+  });
+
+  it("cgroup v2: swap from memory.swap.max, KernelStack and PageTables from memory.stat", () => {
+    const v2 = {
+      version: 2 as const,
+      limit: 256 * K * K,
+      usage: 100 * K * K,
+      swapMax: 32 * K * K,
+      swapUsage: K * K,
+      stat: { ...STAT, kernelStack: 23 * K, pageTables: 29 * K },
+    };
+    const f = figures(renderMeminfo(HOST_MEMINFO, v2));
+    assert.deepEqual([f.SwapTotal, f.SwapFree, f.KernelStack, f.PageTables], ["32768 kB", "31744 kB", "23 kB", "29 kB"]);
+    const unlimited = figures(renderMeminfo(HOST_MEMINFO, { ...v2, swapMax: null, swapUsage: 0 }));
+    assert.equal(unlimited.SwapTotal, "2097152 kB");
+  });
+
+  it("no limit, or a limit above the host's memory: the host's MemTotal; usage above the limit: MemFree 0, never negative", () => {
+    assert.equal(figures(renderMeminfo(HOST_MEMINFO, { ...V1, limit: null })).MemTotal, "16384000 kB");
+    assert.equal(figures(renderMeminfo(HOST_MEMINFO, { ...V1, limit: 64 * K * K * K })).MemTotal, "16384000 kB");
+    const over = figures(renderMeminfo(HOST_MEMINFO, { ...V1, usage: 300 * K * K }));
+    assert.equal(over.MemFree, "0 kB");
+    // Available is free plus the file LRUs and reclaimable slab, never above the total.
+    assert.equal(over.MemAvailable, "35000 kB");
+    const idle = figures(renderMeminfo(HOST_MEMINFO, { ...V1, usage: 0, stat: { ...STAT, activeFile: 200 * K * K } }));
+    assert.equal(idle.MemAvailable, "262144 kB");
+  });
+
+  it("Cached leaves out the swap cache", () => {
+    assert.equal(figures(renderMeminfo(HOST_MEMINFO, { ...V1, stat: { ...STAT, cache: 512 * K, swapCached: 1024 * K } })).Cached, "0 kB");
+  });
+});
+
+const CPUINFO = [0, 1, 2, 3]
+  .map(
+    (p) =>
+      `processor\t: ${p}\nvendor_id\t: GenuineIntel\nphysical id\t: 0\nsiblings\t: 4\ncore id\t\t: ${p % 2}\ncpu cores\t: 2\napicid\t\t: ${p}\ninitial apicid\t: ${p}\nflags\t\t: fpu vme\n`,
+  )
+  .join("\n")
+  .concat("\n"); // the kernel ends every block with a blank line
+
+describe("cpuinfo, cpus", () => {
+  it("host CPUs 3 and 1 shown as processors 0 and 1 of one package with two cores", () => {
+    assert.equal(
+      renderCpuinfo(CPUINFO, [3, 1]),
+      "processor\t: 0\nvendor_id\t: GenuineIntel\nphysical id\t: 0\nsiblings\t: 2\ncore id\t\t: 0\ncpu cores\t: 2\napicid\t\t: 0\ninitial apicid\t: 0\nflags\t\t: fpu vme\n\n" +
+        "processor\t: 1\nvendor_id\t: GenuineIntel\nphysical id\t: 0\nsiblings\t: 2\ncore id\t\t: 1\ncpu cores\t: 2\napicid\t\t: 1\ninitial apicid\t: 1\nflags\t\t: fpu vme\n\n",
+    );
+  });
+
+  it("a CPU the host's file does not list is left out; a file with no processor blocks is passed through", () => {
+    assert.equal((renderCpuinfo(CPUINFO, [2, 9]).match(/^processor/gm) ?? []).length, 1);
+    const arm = "Processor\t: AArch64 Processor rev 4\nHardware\t: foo\n";
+    assert.equal(renderCpuinfo(arm, [0]), arm);
+  });
+
+  it("visible CPUs: the online part of the cpuset, cut to ceil(quota), never none", () => {
+    const online = [0, 1, 2, 3];
+    assert.deepEqual(visibleCpus(online, { cpuset: [2, 3, 7], quota: null }, true), [2, 3]);
+    assert.deepEqual(visibleCpus(online, { cpuset: [8, 9], quota: null }, true), [0, 1, 2, 3]);
+    assert.deepEqual(visibleCpus(online, { cpuset: null, quota: 1.5 }, true), [0, 1]);
+    assert.deepEqual(visibleCpus(online, { cpuset: null, quota: 1.5 }, false), [0, 1, 2, 3]);
+    assert.deepEqual(visibleCpus(online, { cpuset: [1, 3], quota: 0.01 }, true), [1]);
+    assert.deepEqual(visibleCpus(online, { cpuset: null, quota: 16 }, true), [0, 1, 2, 3]);
+  });
+
+  it("the share of each shown CPU a quota allows", () => {
+    assert.equal(cpuShare(2, { cpuset: null, quota: 1.5 }, true), 0.75);
+    assert.equal(cpuShare(1, { cpuset: null, quota: 0.25 }, true), 0.25);
+    assert.equal(cpuShare(2, { cpuset: null, quota: 3 }, true), 1);
+    assert.equal(cpuShare(2, { cpuset: null, quota: null }, true), 1);
+    assert.equal(cpuShare(2, { cpuset: null, quota: 0.5 }, false), 1);
+    assert.equal(renderCpuRange(0), "0\n");
+    assert.equal(renderCpuRange(1), "0\n");
+    assert.equal(renderCpuRange(3), "0-2\n");
+  });
+});
+
+const HOST_STAT = `cpu  1 2 3 4 5 6 7 8 9 10
+cpu0 1 2 3 4 5 6 7 8 9 10
+cpu1 1 2 3 4 5 6 7 8 9 10
+intr 12345 1 2
+ctxt 999
+btime 1700000000
+processes 4242
+procs_running 7
+procs_blocked 3
+softirq 100 1 2
+`;
+
+describe("/proc/stat", () => {
+  const ns = 1e9; // one second: 100 ticks
+  const perCpu = [
+    { userNs: 0, systemNs: 0 },
+    { userNs: 1 * ns, systemNs: 0 },
+    { userNs: 0, systemNs: 0.5 * ns },
+    { userNs: 2 * ns, systemNs: 0.25 * ns },
+  ];
+
+  it("v1 per-CPU usage: each pool CPU onto its shown CPU, usage elsewhere folded in; idle is the rest of the capacity", () => {
+    const out = renderStat(HOST_STAT, {
+      visible: [1, 2],
+      pool: [1, 2],
+      usage: { userNs: 0, systemNs: 0, perCpu },
+      elapsed: 10,
+      share: 1,
+      procsRunning: 2,
+      procsBlocked: 0,
+    });
+    // cpu1 -> cpu0 (100 user); cpu2 -> cpu1 (50 system); cpu3 is outside the pool: 3 % 2 -> cpu1 (200 user, 25 system).
+    assert.equal(
+      out,
+      "cpu  300 0 75 1625 0 0 0 0 0 0\ncpu0 100 0 0 900 0 0 0 0 0 0\ncpu1 200 0 75 725 0 0 0 0 0 0\n" +
+        "intr 12345 1 2\nctxt 999\nbtime 1700000000\nprocesses 4242\nprocs_running 2\nprocs_blocked 0\nsoftirq 100 1 2\n",
+    );
+  });
+
+  it("half a CPU for 10 s: capacity 500 ticks; procs lines stay the host's when unknown", () => {
+    const out = renderStat(HOST_STAT, {
+      visible: [3],
+      pool: [0, 1, 2, 3],
+      usage: { userNs: 0, systemNs: 0, perCpu },
+      elapsed: 10,
+      share: 0.5,
+    });
+    assert.equal(out.split("\n").slice(0, 2).join("\n"), "cpu  300 0 75 125 0 0 0 0 0 0\ncpu0 300 0 75 125 0 0 0 0 0 0");
+    assert.match(out, /\nprocs_running 7\nprocs_blocked 3\n/);
+  });
+
+  it("v2 totals only: spread evenly over the shown CPUs; idle never below 0", () => {
+    const out = renderStat(HOST_STAT, {
+      visible: [0, 1],
+      pool: [0, 1],
+      usage: { userNs: 3 * ns, systemNs: 1 * ns, perCpu: null },
+      elapsed: 2,
+      share: 1,
+    });
+    assert.equal(
+      out.split("\n").slice(0, 3).join("\n"),
+      "cpu  300 0 100 0 0 0 0 0 0 0\ncpu0 150 0 50 0 0 0 0 0 0 0\ncpu1 150 0 50 0 0 0 0 0 0 0",
+    );
+  });
+});
+
+describe("swaps, diskstats, partitions, loadavg", () => {
+  it("swaps: the kernel's columns; no device line when there is no swap", () => {
+    const header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+    assert.equal(renderSwaps(0, 0), header);
+    assert.equal(renderSwaps(65536, 1024), `${header}none${" ".repeat(36)}virtual\t65536\t\t1024\t\t-1\n`);
+    assert.equal(renderSwaps(10000000, 9999999), `${header}none${" ".repeat(36)}virtual\t10000000\t9999999\t\t-1\n`);
+  });
+
+  const HOST_DISKSTATS =
+    "   8       0 sda 100 1 200 3 400 5 600 7 0 9 10\n" +
+    "   8      16 sdb 100 1 200 3 400 5 600 7 0 9 10 11 12 13 14\n" +
+    " 259       0 nvme0n1 100 1 200 3 400 5 600 7 0 9 10 11 12 13 14 15 16\n" +
+    "   7       0 loop0 1 2 3 4 5 6 7 8 9 10 11\n";
+  const io = (device: string) => ({ device, rbytes: 4096, wbytes: 1024 * 1024, rios: 3, wios: 5, dbytes: 2048, dios: 2 });
+
+  it("diskstats: only used devices, the cgroup's ios and sectors, zeros where it keeps nothing, discards from 4.18's columns", () => {
+    assert.equal(
+      renderDiskstats(HOST_DISKSTATS, [io("8:0"), io("8:16"), io("259:0")]),
+      "   8       0 sda 3 0 8 0 5 0 2048 0 0 0 0\n" +
+        "   8      16 sdb 3 0 8 0 5 0 2048 0 0 0 0 2 0 4 0\n" +
+        " 259       0 nvme0n1 3 0 8 0 5 0 2048 0 0 0 0 2 0 4 0 0 0\n",
+    );
+    assert.equal(renderDiskstats("   8 0 sda 1 2 3\n", [io("8:0")]), "");
+  });
+
+  it("diskstats when the kernel keeps no figure for the cgroup: every device, every counter 0", () => {
+    assert.equal(
+      renderDiskstats(HOST_DISKSTATS, []),
+      "   8       0 sda 0 0 0 0 0 0 0 0 0 0 0\n" +
+        "   8      16 sdb 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n" +
+        " 259       0 nvme0n1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n" +
+        "   7       0 loop0 0 0 0 0 0 0 0 0 0 0 0\n",
+    );
+  });
+
+  it("partitions: the header, a blank line, the used devices", () => {
+    const host =
+      "major minor  #blocks  name\n\n   8        0  104857600 sda\n   8        1  104856576 sda1\n 259        0  500107608 nvme0n1\n";
+    assert.equal(renderPartitions(host, [io("8:1")]), "major minor  #blocks  name\n\n   8        1  104856576 sda1\n");
+    assert.equal(renderPartitions(host, []), host);
+  });
+
+  it("load: the kernel's fixed-point steps, rounding up while rising", () => {
+    assert.deepEqual(decayLoad([0, 0, 0], 1), [164, 34, 11]);
+    assert.deepEqual(decayLoad([100, 100, 100], 0), [91, 98, 99]);
+    assert.deepEqual(decayLoad([2048, 2048, 2048], 1), [2048, 2048, 2048]);
+    assert.equal(renderLoadavg([164, 34, 11], 1, 12, 345), "0.08 0.02 0.01 1/12 345\n");
+    assert.equal(renderLoadavg([2048 * 3 + 1024, 0, 2047], 0, 1, 1), "3.50 0.00 1.00 0/1 1\n");
+  });
+});
