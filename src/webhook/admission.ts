@@ -1,7 +1,7 @@
 // AdmissionReview in, AdmissionReview out: validation of the envelope, the opt-in rules,
 // and the patch. No HTTP, no TLS, no Kubernetes client here.
 import { describe, MAX_CONTAINERS, MAX_PATCH_BYTES } from "./limits";
-import { ANNOTATION_INJECT, injectMounts, type MountTarget } from "./patch";
+import { injectMounts, LABEL_INJECT, type MountTarget } from "./patch";
 
 export const SUPPORTED_VERSIONS = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
 
@@ -75,10 +75,11 @@ export function review(body: unknown, cfg: AdmissionConfig, scope: Scope): Outco
       error: "request.object is not a pod",
     };
   }
-  const annotations = isObject(pod.metadata) && isObject(pod.metadata.annotations) ? pod.metadata.annotations : {};
-  const wish = annotations[ANNOTATION_INJECT];
-  if (wish === "false") return skip("opted-out");
-  if (scope === "pod" && wish !== "true") return skip("not-opted-in");
+  // The label is what the API server selects on; the annotation is the older way, still heard.
+  const field = (f: string) => (isObject(pod.metadata) && isObject(pod.metadata[f]) ? (pod.metadata[f] as Record<string, unknown>) : {});
+  const wishes = [field("labels")[LABEL_INJECT], field("annotations")[LABEL_INJECT]];
+  if (wishes.includes("false")) return skip("opted-out");
+  if (scope === "pod" && !wishes.includes("true")) return skip("not-opted-in");
   if (!Array.isArray(pod.spec.containers) || pod.spec.containers.length === 0) return skip("no-containers");
   const tooLarge = (why: string): Outcome => ({
     kind: "skipped",

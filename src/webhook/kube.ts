@@ -42,10 +42,17 @@ function encodeSecret(b: CertBundle): Record<string, string> {
   return out;
 }
 
+/** How long to wait before watching again after the API server ended a watch with an error. */
+const REWATCH_MS = 2000;
+
 export class CertificateManager {
   private timer?: NodeJS.Timeout;
   private current?: CertBundle;
   private running?: Promise<void>;
+  private stopped = false;
+  private watchAbort?: AbortController;
+  private republish: Promise<void> = Promise.resolve();
+  private rewatch?: NodeJS.Timeout;
 
   constructor(private readonly o: ManagerOptions) {}
 
@@ -60,7 +67,7 @@ export class CertificateManager {
     const kc = new k8s.KubeConfig();
     if (this.o.kubeconfig) kc.loadFromFile(this.o.kubeconfig);
     else kc.loadFromCluster();
-    return { k8s, core: kc.makeApiClient(k8s.CoreV1Api), admission: kc.makeApiClient(k8s.AdmissionregistrationV1Api) };
+    return { k8s, kc, core: kc.makeApiClient(k8s.CoreV1Api), admission: kc.makeApiClient(k8s.AdmissionregistrationV1Api) };
   }
 
   /** Makes sure a valid bundle is in the Secret and in the caBundle; returns the bundle. */
@@ -136,7 +143,11 @@ export class CertificateManager {
     }
   }
 
-  /** The first bundle, then a check every interval (another replica may have rotated). */
+  /**
+   * The first bundle, then a check every interval (another replica may have rotated), and a
+   * watch on the MutatingWebhookConfiguration: when it is re-applied or re-created without
+   * our CA (kubectl apply of the kit empties the caBundle), the CA is written back at once.
+   */
   async start(): Promise<CertBundle> {
     this.current = await this.ensure();
     this.o.onBundle(this.current);
@@ -144,11 +155,51 @@ export class CertificateManager {
       this.running ??= this.tick().finally(() => (this.running = undefined));
     }, this.o.checkIntervalMs);
     this.timer.unref();
+    await this.watchConfiguration();
     return this.current;
   }
 
+  private async watchConfiguration(): Promise<void> {
+    if (this.stopped) return;
+    const { k8s, kc } = await this.apis();
+    const name = this.o.webhookConfigName;
+    const again = (err: unknown) => {
+      if (this.stopped) return;
+      if (err)
+        this.o.logger.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          "watch on the webhook configuration ended; watching again",
+        );
+      this.rewatch = setTimeout(() => void this.watchConfiguration(), err ? REWATCH_MS : 0);
+      this.rewatch.unref();
+    };
+    try {
+      this.watchAbort = await new k8s.Watch(kc).watch(
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        { fieldSelector: `metadata.name=${name}` },
+        (phase, obj: { webhooks?: { clientConfig?: { caBundle?: string } }[] }) => {
+          const bundle = this.current;
+          if ((phase !== "ADDED" && phase !== "MODIFIED") || !bundle) return;
+          const want = Buffer.from(bundle.caBundle).toString("base64");
+          if ((obj.webhooks ?? []).every((w) => w.clientConfig?.caBundle === want)) return;
+          // After whatever is in flight (a tick may be writing the bundle already).
+          this.republish = this.republish
+            .then(() => this.publishCa(bundle))
+            .catch((e) => this.o.logger.error({ err: e instanceof Error ? e.message : String(e) }, "caBundle not written back"));
+        },
+        again,
+      );
+    } catch (e) {
+      again(e);
+    }
+  }
+
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.rewatch);
+    this.watchAbort?.abort();
     await this.running;
+    await this.republish;
   }
 }

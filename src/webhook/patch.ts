@@ -30,7 +30,8 @@ export const DEFAULT_WEBHOOK_FILES = [
 // What runc lets a container mount over (its /proc allowlist), and the sysfs cpu tree.
 const ALLOWED = /^(\/proc\/(cpuinfo|diskstats|meminfo|stat|swaps|uptime|loadavg|slabinfo)|\/sys\/devices\/system\/cpu(\/[a-z0-9_]+)?)$/;
 
-export const ANNOTATION_INJECT = "procview.io/inject";
+/** A pod opts in ("true") or out ("false") with this label (or, as before, annotation). */
+export const LABEL_INJECT = "procview.io/inject";
 export const ANNOTATION_INJECTED = "procview.io/injected";
 
 /**

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { parseAllDocuments } from "yaml";
 
 const ROOT = path.resolve(__dirname, "../../..");
@@ -18,7 +18,7 @@ type Obj = {
 };
 
 function render(dir: string): Obj[] {
-  const r = spawnSync("kubectl", ["kustomize", path.join(ROOT, dir)], { encoding: "utf8" });
+  const r = spawnSync("kubectl", ["kustomize", "--load-restrictor", "LoadRestrictionsNone", path.resolve(ROOT, dir)], { encoding: "utf8" });
   if (r.error) throw new Error(`kubectl is needed to render the kustomization: ${r.error.message}`);
   assert.equal(r.status, 0, r.stderr);
   return parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
@@ -80,7 +80,7 @@ describe("deploy/base", () => {
       assert.equal(w.clientConfig.service.namespace, "procview-system");
       assert.equal(w.clientConfig.caBundle, undefined, "the caBundle is written at run time, not shipped");
       const excluded = w.namespaceSelector.matchExpressions.find((e: { key: string }) => e.key === "kubernetes.io/metadata.name");
-      assert.deepEqual([excluded.operator, [...excluded.values].sort()], ["NotIn", ["kube-public", "kube-system", "procview-system"]]);
+      assert.deepEqual([excluded.operator, [...excluded.values].sort()], ["NotIn", ["kube-public", "kube-system"]]);
     }
     const [byNamespace, byPod] = mwc.webhooks;
     assert.equal(byNamespace.clientConfig.service.path, "/mutate");
@@ -91,6 +91,14 @@ describe("deploy/base", () => {
       operator: "NotIn",
       values: ["enabled", "disabled"],
     });
+    // Only labelled pods reach the webhook: the API server selects, other pods never wait on it.
+    assert.deepEqual(byPod.objectSelector, { matchLabels: { "procview.io/inject": "true" } });
+    assert.deepEqual(byNamespace.objectSelector, {
+      matchExpressions: [{ key: "procview.io/inject", operator: "NotIn", values: ["false"] }],
+    });
+    // The kit's own namespace is out of both entries by its label, not by its name.
+    const ns = find(objs, "Namespace", "procview-system") as unknown as { metadata: { labels: Record<string, string> } };
+    assert.equal(ns.metadata.labels["procview.io/inject"], "disabled");
   });
 
   it("the webhook's flags name the Secret and configuration its RBAC allows, and nothing more", () => {
@@ -108,7 +116,7 @@ describe("deploy/base", () => {
         apiGroups: ["admissionregistration.k8s.io"],
         resources: ["mutatingwebhookconfigurations"],
         resourceNames: ["procview"],
-        verbs: ["get", "patch"],
+        verbs: ["get", "patch", "list", "watch"],
       },
     ]);
     for (const kind of ["RoleBinding", "ClusterRoleBinding"])
@@ -170,6 +178,8 @@ describe("deploy/overlays/cert-manager", () => {
     );
     const c = find(objs, "Deployment", "procview-webhook").spec.template.spec.containers[0];
     assert.ok(c.args.includes("--tls-cert-file=/tls/tls.crt") && c.args.includes("--tls-key-file=/tls/tls.key"));
+    // The Issuer and Certificate live where the webhook mounts the Secret from.
+    for (const kind of ["Certificate", "Issuer", "Deployment"]) assert.equal(find(objs, kind).metadata.namespace, "procview-system", kind);
   });
 
   it("least privilege: the webhook gets no RBAC and no API token (cert-manager does the certificate work)", () => {
@@ -179,6 +189,52 @@ describe("deploy/overlays/cert-manager", () => {
       [],
     );
     assert.equal(find(objs, "ServiceAccount", "procview-webhook").automountServiceAccountToken, false);
+  });
+});
+
+/** Every namespace an object lives in or refers to (subjects, services, CA injection, DNS names). */
+function namespacesIn(objs: Obj[]): Set<string> {
+  const seen = new Set<string>();
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  for (const o of objs as (Obj & Record<string, any>)[]) {
+    if (o.metadata.namespace) seen.add(o.metadata.namespace);
+    if (o.kind === "Namespace") seen.add(o.metadata.name);
+    for (const s of o.subjects ?? []) if (s.namespace) seen.add(s.namespace);
+    for (const w of o.webhooks ?? []) seen.add(w.clientConfig.service.namespace);
+    const inject = o.metadata.annotations?.["cert-manager.io/inject-ca-from"];
+    if (inject) seen.add(inject.split("/")[0]);
+    for (const n of o.spec?.dnsNames ?? []) seen.add(n.split(".")[1]);
+  }
+  return seen;
+}
+
+describe("moving the kit to another namespace", () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pv-kustomize-"));
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  /** The overlay as README says to use it: copied, its `namespace:` line changed. */
+  function moved(overlay: string, namespace: string): Obj[] {
+    const dir = path.join(tmp, path.basename(overlay));
+    fs.mkdirSync(dir);
+    const text = fs.readFileSync(path.join(ROOT, overlay, "kustomization.yaml"), "utf8");
+    assert.match(text, /^namespace: \S+$/m);
+    const rel = path.relative(dir, path.join(ROOT, overlay));
+    fs.writeFileSync(
+      path.join(dir, "kustomization.yaml"),
+      text.replace(/^namespace: \S+$/m, `namespace: ${namespace}`).replace(/(^\s+- )\.\.\//gm, `$1${rel}/../`),
+    );
+    return render(dir);
+  }
+
+  for (const overlay of ["deploy/overlays/namespace", "deploy/overlays/cert-manager"])
+    it(`${overlay}, copied with one namespace line changed: every object and every reference moves`, () => {
+      const objs = moved(overlay, "team-infra");
+      for (const o of objs) validate(o);
+      assert.deepEqual([...namespacesIn(objs)], ["team-infra"]);
+    });
+
+  it("deploy/overlays/namespace as shipped renders into its own namespace", () => {
+    assert.deepEqual([...namespacesIn(render("deploy/overlays/namespace"))], ["platform-procview"]);
   });
 });
 

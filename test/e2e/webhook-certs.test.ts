@@ -118,6 +118,26 @@ describe("managed certificates", () => {
     assert.ok(requests > 100);
     assert.equal(caBundles()[0], ca, "a serving-certificate rotation keeps the caBundle");
   });
+
+  it("the configuration deleted and applied again (no caBundle in the kit): the CA is back within 5 s", async () => {
+    // An hour between certificate checks: only the watch can bring the CA back this fast.
+    const { proc } = await startWebhook(["--cert-check-interval", "1h"]);
+    const ca = caBundles()[0];
+    assert.match(ca, /BEGIN CERTIFICATE/);
+    for (let round = 0; round < 2; round++) {
+      kube.deleteWebhookConfig("procview");
+      await new Promise((r) => setTimeout(r, 200));
+      kube.addWebhookConfig("procview");
+      assert.deepEqual(caBundles(), ["", ""], "the kit ships no caBundle");
+      const started = Date.now();
+      while (caBundles().some((b) => b !== ca) && Date.now() - started < 5000) await new Promise((r) => setTimeout(r, 20));
+      const ms = Date.now() - started;
+      assert.deepEqual(caBundles(), [ca, ca], `caBundle after ${ms} ms`);
+      console.log(`# caBundle written back ${ms} ms after the configuration was re-created (round ${round + 1})`);
+    }
+    proc.kill("SIGTERM");
+    assert.equal(await new Promise((r) => proc.once("exit", r)), 0);
+  });
 });
 
 describe("the webhook's command line", () => {

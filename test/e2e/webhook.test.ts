@@ -157,9 +157,13 @@ describe("admission over HTTPS", () => {
       assert.equal((await admit(deploymentPod({ namespace: ns }))).ops.length, 0, ns);
     assert.equal((await admit(deploymentPod(), { operation: "UPDATE" })).ops.length, 0);
     assert.equal((await admit(deploymentPod(), {}, "/mutate-pod")).ops.length, 0, "not opted in");
-    const optedIn = await admit(deploymentPod({ annotations: { "procview.io/inject": "true" } }), {}, "/mutate-pod");
-    assert.ok(optedIn.ops.length > 0);
-    assertValidPod(optedIn.patched);
+    // The label the per-pod entry's objectSelector matches, and the older annotation.
+    for (const optIn of [{ labels: { "procview.io/inject": "true" } }, { annotations: { "procview.io/inject": "true" } }]) {
+      const optedIn = await admit(deploymentPod(optIn), {}, "/mutate-pod");
+      assert.deepEqual(mountPaths(containers(optedIn.patched)[0]).slice(-INJECTED.length), INJECTED, JSON.stringify(optIn));
+      assertValidPod(optedIn.patched);
+    }
+    assert.equal((await admit(deploymentPod({ labels: { "procview.io/inject": "false" } }))).ops.length, 0, "label opt-out");
   });
 
   it("metrics count what happened", async () => {

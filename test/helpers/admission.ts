@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 
 export type Json = Record<string, unknown>;
 
-export function deploymentPod(o: { namespace?: string; annotations?: Record<string, string> } = {}): Json {
+export function deploymentPod(o: { namespace?: string; annotations?: Record<string, string>; labels?: Record<string, string> } = {}): Json {
   const namespace = o.namespace ?? "shop";
   return {
     kind: "Pod",
@@ -14,7 +14,7 @@ export function deploymentPod(o: { namespace?: string; annotations?: Record<stri
       generateName: "web-7d4b9c8f6-",
       namespace,
       creationTimestamp: null,
-      labels: { app: "web", "pod-template-hash": "7d4b9c8f6" },
+      labels: { app: "web", "pod-template-hash": "7d4b9c8f6", ...o.labels },
       ...(o.annotations ? { annotations: o.annotations } : {}),
       ownerReferences: [
         {

@@ -1,6 +1,7 @@
 // A stand-in for kube-apiserver, over real HTTPS, answering the few endpoints the webhook's
 // certificate manager uses with Kubernetes JSON: Secrets (get, create, replace with
-// resourceVersion conflicts) and MutatingWebhookConfigurations (get, JSON patch).
+// resourceVersion conflicts) and MutatingWebhookConfigurations (get, JSON patch, and a watch
+// by name: a chunked stream of {"type","object"} lines, as the API server sends them).
 // No API server can be installed here; the client talking to this is the official one.
 import * as fs from "node:fs";
 import * as https from "node:https";
@@ -17,6 +18,11 @@ export class FakeKube {
   readonly log: string[] = [];
   private rv = 100;
   private server?: https.Server;
+  private readonly watchers: { name: string; res: import("node:http").ServerResponse }[] = [];
+
+  private emit(type: "ADDED" | "MODIFIED" | "DELETED", obj: Obj): void {
+    for (const w of this.watchers) if (w.name === obj.metadata.name) w.res.write(`${JSON.stringify({ type, object: obj })}\n`);
+  }
   kubeconfig = "";
 
   private status(res: import("node:http").ServerResponse, code: number, reason: string, message: string): void {
@@ -59,6 +65,18 @@ export class FakeKube {
         return this.ok(res, 200, obj);
       }
     }
+    if (url === "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations" && req.method === "GET") {
+      const q = new URL(req.url ?? "", "https://x").searchParams;
+      const name = /^metadata\.name=(.+)$/.exec(q.get("fieldSelector") ?? "")?.[1];
+      if (q.get("watch") !== "true" || !name) return this.status(res, 400, "BadRequest", "only a watch by metadata.name is served here");
+      res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
+      const w = { name, res };
+      this.watchers.push(w);
+      res.on("close", () => this.watchers.splice(this.watchers.indexOf(w), 1));
+      const cur = this.webhookConfigs.get(name);
+      if (cur) res.write(`${JSON.stringify({ type: "ADDED", object: cur })}\n`);
+      return;
+    }
     m = /^\/apis\/admissionregistration\.k8s\.io\/v1\/mutatingwebhookconfigurations\/([^/]+)$/.exec(url);
     if (m) {
       const cur = this.webhookConfigs.get(m[1]);
@@ -70,6 +88,7 @@ export class FakeKube {
         const next = jsonpatch.applyPatch(structuredClone(cur), JSON.parse(body) as Operation[], true, false).newDocument;
         next.metadata.resourceVersion = String(++this.rv);
         this.webhookConfigs.set(m[1], next);
+        this.emit("MODIFIED", next);
         return this.ok(res, 200, next);
       }
     }
@@ -106,6 +125,7 @@ export class FakeKube {
   }
 
   async stop(): Promise<void> {
+    for (const w of this.watchers.splice(0)) w.res.end();
     await new Promise<void>((r) => {
       this.server?.close(() => r());
       this.server?.closeAllConnections();
@@ -124,11 +144,21 @@ export class FakeKube {
       clientConfig: { service: { name: "procview-webhook", namespace: "procview-system", path: p, port: 443 } },
       rules: [{ apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["pods"] }],
     });
-    this.webhookConfigs.set(name, {
+    const obj: Obj = {
       apiVersion: "admissionregistration.k8s.io/v1",
       kind: "MutatingWebhookConfiguration",
       metadata: { name, resourceVersion: String(++this.rv) },
       webhooks: [hook("namespace.procview.io", "/mutate"), hook("pod.procview.io", "/mutate-pod")],
-    });
+    };
+    this.webhookConfigs.set(name, obj);
+    this.emit("ADDED", obj);
+  }
+
+  /** `kubectl delete mutatingwebhookconfiguration NAME`. */
+  deleteWebhookConfig(name: string): void {
+    const cur = this.webhookConfigs.get(name);
+    if (!cur) return;
+    this.webhookConfigs.delete(name);
+    this.emit("DELETED", cur);
   }
 }

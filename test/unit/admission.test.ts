@@ -194,6 +194,18 @@ describe("pods left alone: allowed, no patch, and why", () => {
     ],
     ["per-pod entry, no annotation", envelope(podRequest(minimalPod())), "pod", "not-opted-in"],
     [
+      "opted out by label",
+      envelope(podRequest({ metadata: { labels: { "procview.io/inject": "false" } }, ...minimalPod() })),
+      "namespace",
+      "opted-out",
+    ],
+    [
+      "per-pod entry, label not exactly true",
+      envelope(podRequest({ metadata: { labels: { "procview.io/inject": "True" } }, ...minimalPod() })),
+      "pod",
+      "not-opted-in",
+    ],
+    [
       "per-pod entry, annotation not exactly true",
       envelope(podRequest({ metadata: { annotations: { "procview.io/inject": "yes" } }, ...minimalPod() })),
       "pod",
@@ -206,6 +218,15 @@ describe("pods left alone: allowed, no patch, and why", () => {
     it(name, () => {
       assert.deepEqual(review(body, cfg, scope), { kind: "skipped", review: unpatched(), reason });
     });
+
+  it("the per-pod entry injects a pod labelled (or annotated) procview.io/inject=true", () => {
+    for (const f of ["labels", "annotations"])
+      assert.equal(
+        review(envelope(podRequest({ metadata: { [f]: { "procview.io/inject": "true" } }, ...minimalPod() })), cfg, "pod").kind,
+        "mutated",
+        f,
+      );
+  });
 
   it("a namespace-less request is not taken for a protected namespace", () => {
     const cfgEmpty = { targets, protectedNamespaces: new Set([""]) };
