@@ -15,6 +15,11 @@ export class DaemonMetrics {
     help: "Serving processes restarted after dying",
     registers: [this.registry],
   });
+  readonly hangs = new prom.Counter({
+    name: "procview_serving_hangs_total",
+    help: "Times the serving process left the watchdog's read unanswered for 2 s (killed where the kernel can resend, 6.9+)",
+    registers: [this.registry],
+  });
   readonly remounts = new prom.Counter({
     name: "procview_remounts_total",
     help: "Container mounts re-bound to the live filesystem (or detached), by result",

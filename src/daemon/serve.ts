@@ -94,7 +94,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
   process.stdout.on("error", () => {});
   process.stderr.on("error", () => {});
 
-  const serving = new ServingProcesses(fd, opts.cpuQuota, log, metrics);
+  const serving = new ServingProcesses(fd, opts.cpuQuota, log, metrics, path.join(layout.fsDir, "proc/uptime"));
   serving.start();
 
   return new Promise<number>((resolve) => {

@@ -2,8 +2,10 @@
 // already loaded, waits to take over the moment it dies. Load averages live here, in the
 // supervisor, so a crash of the serving process loses no history.
 import { type ChildProcess, spawn } from "node:child_process";
+import * as os from "node:os";
 import * as path from "node:path";
 import type { Logger } from "pino";
+import { probe } from "../mounts/layout";
 import type { ChildConfig, FromChild, ToChild } from "./child";
 import type { Snapshot } from "./counters";
 import { LoadSampler } from "./loads";
@@ -11,13 +13,39 @@ import { LoadSampler } from "./loads";
 /** What the supervisor records; a no-op without --metrics-address. */
 export interface SupervisorMetrics {
   restarts: { inc(): void };
+  /** Serving processes the watchdog killed for not answering. */
+  hangs: { inc(): void };
   remounts: { inc(labels: { action: string; result: string }, n: number): void };
   update(s: Snapshot): void;
   carryOver(): void;
 }
-export const NO_METRICS: SupervisorMetrics = { restarts: { inc() {} }, remounts: { inc() {} }, update() {}, carryOver() {} };
+export const NO_METRICS: SupervisorMetrics = {
+  restarts: { inc() {} },
+  hangs: { inc() {} },
+  remounts: { inc() {} },
+  update() {},
+  carryOver() {},
+};
 
 const RESTART_WINDOW_MS = 10_000;
+/**
+ * The watchdog: a read through the mount every second; one that gets no answer within this
+ * long means the serving process is hung (stopped, deadlocked, swapping) rather than slow
+ * (reads take well under 0.2 s). It is killed; the standby takes over and the kernel resends
+ * what it had read but not answered.
+ */
+export const HUNG_MS = 2000;
+const WATCH_EVERY_MS = 1000;
+
+/**
+ * Killing a hung process is safe only where the kernel can resend what it had read to its
+ * successor (FUSE_NOTIFY_RESEND, Linux 6.9+). On older kernels those reads would never be
+ * answered, so the watchdog only reports.
+ */
+export function kernelResends(release = os.release()): boolean {
+  const [major, minor] = release.split(".").map((n) => Number.parseInt(n, 10));
+  return major > 6 || (major === 6 && minor >= 9);
+}
 const RESTARTS_BEFORE_BACKOFF = 20;
 // A small young generation: renders make short-lived strings only, and memory is the
 // figure a node pays for three processes.
@@ -32,12 +60,16 @@ export class ServingProcesses {
   private needServer = true;
   private readonly recent: number[] = [];
   private readonly sampler: LoadSampler;
+  private watchdog?: NodeJS.Timeout;
+  private probing = false;
 
   constructor(
     private readonly fd: number,
     private readonly cpuQuota: boolean,
     private readonly log: Logger,
     private readonly metrics: SupervisorMetrics,
+    /** A file of the mount that the watchdog reads (none: no watchdog). */
+    private readonly probeFile?: string,
   ) {
     this.sampler = new LoadSampler((loads) => this.active?.connected && this.active.send({ loads } satisfies ToChild));
   }
@@ -45,11 +77,40 @@ export class ServingProcesses {
   start(): void {
     this.sampler.start();
     this.spawnStandby();
+    if (this.probeFile) {
+      this.watchdog = setInterval(() => void this.watch(this.probeFile as string), WATCH_EVERY_MS);
+      this.watchdog.unref();
+    }
+  }
+
+  /** Kills a serving process that leaves a read unanswered for HUNG_MS. */
+  private async watch(file: string): Promise<void> {
+    const serving = this.active;
+    if (this.probing || this.stopping || !serving || this.needServer) return;
+    this.probing = true;
+    try {
+      const r = await probe(file, HUNG_MS);
+      if (!r.ok && r.why === "timeout" && serving === this.active && !this.stopping) {
+        this.metrics.hangs.inc();
+        if (!kernelResends()) {
+          this.log.warn(
+            { pid: serving.pid, waitedMs: HUNG_MS, kernel: os.release() },
+            "serving process not answering; not killed: this kernel cannot resend its reads to a successor",
+          );
+          return;
+        }
+        this.log.warn({ pid: serving.pid, waitedMs: HUNG_MS }, "serving process not answering: killing it; the standby takes over");
+        serving.kill("SIGKILL");
+      }
+    } finally {
+      this.probing = false;
+    }
   }
 
   /** Stops the standby at once; resolves when the serving process has left (the unmount ends its loop). */
   async stop(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.watchdog);
     this.sampler.stop();
     this.standby?.kill("SIGKILL");
     const a = this.active;

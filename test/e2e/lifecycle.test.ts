@@ -108,6 +108,34 @@ describe("the serving process dies every 200 ms for 10 s", () => {
   });
 });
 
+describe("a hung serving process is replaced", () => {
+  it("SIGSTOP: a container's read is answered within 5 s, by the standby, with its own figures", async () => {
+    const d = await startProcview();
+    daemons.push(d);
+    const c = limited(1, d.dir);
+    assert.equal(Number(c.sh("awk '/^MemTotal/{print $2}' /proc/meminfo")), expectedKb(1));
+    const [hung] = servingOf(d.proc.pid as number);
+    process.kill(hung, "SIGSTOP");
+    try {
+      const started = Date.now();
+      const total = Number(await c.shAsync("awk '/^MemTotal/{print $2}' /proc/meminfo"));
+      const ms = Date.now() - started;
+      assert.equal(total, expectedKb(1));
+      // The watchdog reads every second and gives a read 2 s: at most about 3 s, plus the takeover.
+      assert.ok(ms < 5000, `the read took ${ms} ms`);
+      assert.match(d.output(), /serving process not answering: killing it/);
+      assert.ok(!servingOf(d.proc.pid as number).includes(hung), "the hung process is gone");
+      console.log(`# a read through a stopped serving process answered in ${ms} ms`);
+    } finally {
+      try {
+        process.kill(hung, "SIGCONT");
+      } catch {
+        // killed by the watchdog, as it should be
+      }
+    }
+  });
+});
+
 describe("load averages outlive the serving process", () => {
   it("a busy container's load is the same just after its serving process is killed", async () => {
     const d = await startProcview();
