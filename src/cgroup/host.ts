@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseMountinfo } from "../mounts/table";
 import { type CgroupLayout, type Hierarchy, layoutFromMounts } from "./layout";
-import { CgroupReader, parseProcCgroup } from "./reader";
+import { CgroupReader, parseProcCgroup, under } from "./reader";
 import { KeptFiles } from "./files";
 
 export interface SystemLayout {
@@ -95,17 +95,22 @@ export function hostCgroupLayout(): SystemLayout {
  * Why this process cannot see the host's cgroup trees, or undefined when it can: the host's
  * init (pid 1 in the host's pid namespace) must sit at the root of every hierarchy we use.
  */
-export function hostCgroupProblem(reader: CgroupReader, files: KeptFiles): string | undefined {
+export function hostCgroupProblem(layout: CgroupLayout, files: KeptFiles): string | undefined {
+  const reader = new CgroupReader(layout, files);
   const text = files.read("/proc/1/cgroup");
   if (text === undefined) return "/proc/1/cgroup cannot be read";
   const cg = reader.fromProcCgroup(text);
   if (cg.unplaced) return `pid 1's cgroup ${cg.unplaced} is outside the cgroup trees mounted here`;
   if (Object.keys(cg.byController).length === 0) return "no cgroup hierarchy with the memory, cpu or cpuset controller is mounted";
-  // The host's init sits at the root of every tree (on v2 with systemd, in /init.scope). A
-  // container's init does not, unless a cgroup namespace hides where it is: then the
-  // readers' own paths start with "/..", which placement refuses, one by one.
-  for (const [controllers, p] of parseProcCgroup(text))
-    if (p !== "/" && p !== "/init.scope") return `pid 1 is in cgroup ${controllers || "(v2)"}:${p}, so it is not the host's init (hostPID)`;
+  // The host's init sits at the root of every tree (on v2 with systemd, in /init.scope); a
+  // container's init does not. Seen from inside a cgroup namespace its path is relative
+  // ("/.."): where it really is comes from the namespace's root found at start.
+  for (const [controllers, p] of parseProcCgroup(text)) {
+    const h = controllers === "" ? layout.unified : layout.v1.get(controllers);
+    const real = under(h?.nsRoot ?? "/", p) ?? p;
+    if (real !== "/" && real !== "/init.scope")
+      return `pid 1 is in cgroup ${controllers || "(v2)"}:${p}, so it is not the host's init (hostPID)`;
+  }
   return undefined;
 }
 
@@ -116,7 +121,7 @@ export const HOST_CGROUP_FIX =
 export function cgroupBlindness(): string | undefined {
   const files = new KeptFiles();
   try {
-    return hostCgroupProblem(new CgroupReader(hostCgroupLayout().layout, files), files);
+    return hostCgroupProblem(hostCgroupLayout().layout, files);
   } finally {
     files.close();
   }

@@ -59,7 +59,7 @@ function limitOf(text: string | undefined): number | null | undefined {
 }
 
 /** `rel` applied to the absolute `base`, or undefined if it climbs above "/". */
-function under(base: string, rel: string): string | undefined {
+export function under(base: string, rel: string): string | undefined {
   const out = base.split("/").filter(Boolean);
   for (const seg of rel.split("/")) {
     if (seg === "" || seg === ".") continue;

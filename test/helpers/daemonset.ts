@@ -87,6 +87,8 @@ export function startDaemonSetPod(hostPaths: Record<string, string>, change?: (p
         spec.linux.resources.devices = [{ allow: true, access: "rwm" }];
       }
       if (pod.hostPID) spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== "pid");
+      // On a pure cgroup v2 host containerd gives every container a private cgroup namespace.
+      if (fs.existsSync("/sys/fs/cgroup/cgroup.controllers")) spec.linux.namespaces.push({ type: "cgroup" });
     },
   });
 }

@@ -59,8 +59,7 @@ describe("cgroup v1 in a container: its own sub-tree and the host's tree", () =>
     const files = (procRoot: string) => ({ read: (p: string) => (p === "/proc/1/cgroup" ? procRoot : undefined) }) as unknown as KeptFiles;
     const hostLayout = layoutFromMounts([v1(path.join(host, "memory"), "memory", "/")]);
     const ownLayout = layoutFromMounts([v1(own, "memory", "/kubepods/pod9/other")]);
-    const check = (layout: typeof hostLayout, text: string | undefined) =>
-      hostCgroupProblem(new CgroupReader(layout, files(text as string)), files(text as string));
+    const check = (layout: typeof hostLayout, text: string | undefined) => hostCgroupProblem(layout, files(text as string));
     assert.equal(check(hostLayout, "9:name=systemd:/init.scope\n4:memory:/\n0::/init.scope\n"), undefined);
     assert.equal(check(ownLayout, "4:memory:/\n"), "pid 1's cgroup memory:/ is outside the cgroup trees mounted here");
     assert.equal(
@@ -97,6 +96,14 @@ describe("cgroup v2 with a private cgroup namespace", () => {
     assert.equal(reader.fromProcCgroup("0::/\n").byController.memory?.dir, own);
     // Above the host's root: nowhere.
     assert.equal(reader.fromProcCgroup("0::/../../../../x\n").unplaced, "memory:/../../../../x");
+    // The host's init, seen from inside: three levels up is the root, so the pod sees the host.
+    const files = (t: string) => ({ read: (p: string) => (p === "/proc/1/cgroup" ? t : undefined) }) as unknown as KeptFiles;
+    fs.mkdirSync(path.join(host, "init.scope"), { recursive: true });
+    assert.equal(hostCgroupProblem(layout, files("0::/../../../init.scope\n")), undefined);
+    assert.equal(
+      hostCgroupProblem(layout, files("0::/../../podA/app\n")),
+      "pid 1 is in cgroup (v2):/../../podA/app, so it is not the host's init (hostPID)",
+    );
   });
 
   it("our process not found at that depth, or only the namespace's own view: '/..' readers stay unplaced", () => {
