@@ -108,14 +108,32 @@ export class Renderer {
   /** The reader's cgroups, or why it is treated as the host. */
   resolve(pid: number): Reader | FallbackReason {
     if (pid === 0) return "outside-pid-namespace";
-    const cg = this.o.reader.resolve(pid);
+    let cg = this.o.reader.resolve(pid);
     if (!cg) return "process-gone";
+    cg = this.containerOf(pid, cg);
     if (cg.unplaced) {
       this.o.onUnplaced?.(pid, this.o.files.read(`${this.procRoot}/${pid}/cgroup`) ?? cg.unplaced);
       return "cgroup-unplaced";
     }
     if (CgroupReader.isRoot(cg)) return "host-cgroup";
     return { pid, cg };
+  }
+
+  /**
+   * One view per reader: a process that entered a container's pid namespace from outside
+   * its cgroup (nsenter, a debugger, a host agent) gets the container's view in every file,
+   * taken from its pid namespace's init, as LXCFS does. A process in the init's own cgroup
+   * or below it (a tighter child cgroup) keeps its own.
+   */
+  private containerOf(pid: number, cg: ReaderCgroups): ReaderCgroups {
+    const init = this.o.processes.namespaceInit(pid);
+    if (!init || init.host || init.pid === pid) return cg;
+    const own = cg.byController.memory ?? cg.byController.cpu ?? cg.unified;
+    const icg = this.o.reader.resolve(init.pid);
+    const theirs = icg?.byController.memory ?? icg?.byController.cpu ?? icg?.unified;
+    if (!icg || icg.unplaced || !theirs || CgroupReader.isRoot(icg)) return cg;
+    const inside = !cg.unplaced && own !== undefined && (own.dir === theirs.dir || own.dir.startsWith(`${theirs.dir}/`));
+    return inside ? cg : icg;
   }
 
   /** Host CPUs shown to `pid`, in order; null for a host reader (shown everything as is). */

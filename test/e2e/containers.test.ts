@@ -110,6 +110,31 @@ describe("procview in runc containers", () => {
     assert.equal(a.sh("cat /proc/partitions"), fs.readFileSync("/proc/partitions", "utf8"));
   });
 
+  it("a host process that entered the container (nsenter -p -m, still in the host's cgroup) reads the container's figures in every file", () => {
+    const r = spawnSync(
+      "nsenter",
+      [
+        "-t",
+        String(a.pid),
+        "-p",
+        "-m",
+        "--",
+        "sh",
+        "-c",
+        "awk '/^MemTotal/{print $2}' /proc/meminfo; grep ^cpu /proc/stat | cut -d' ' -f1 | tr '\\n' ,; echo; cat /proc/uptime; head -1 /proc/stat",
+      ],
+      { encoding: "utf8", timeout: 20_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const [total, cpus, uptime, cpuLine] = r.stdout.trim().split("\n");
+    assert.equal(Number(total), 262144);
+    assert.equal(cpus, "cpu,cpu0,");
+    const up = Number(uptime.split(" ")[0]);
+    assert.ok(up < (Date.now() - startedA) / 1000 + 1, `uptime ${up} s: the container's, not the host's`);
+    // The same view in /proc/stat: idle is the container's, not 0 (which top would show as 100% busy).
+    assert.ok(Number(cpuLine.split(/\s+/)[4]) > 0, cpuLine);
+  });
+
   it("a second container with other limits sees its own figures at the same time", () => {
     for (let i = 0; i < 3; i++) {
       const seenB = seenIn(b);

@@ -1,6 +1,8 @@
 // Reader + views on cgroup v2 fixture trees (file names and formats from cgroup-v2.rst);
 // this kernel cannot enable v2 controllers, so these trees stand in for the real thing.
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { afterEach, describe, it } from "node:test";
 import type { LoadEntry } from "../../src/daemon/render";
 import { type Fixture, fixtureSystem, GiB, MiB, READER_PID, StaticLoads, v2MemoryStat } from "../helpers/fixtures";
@@ -150,5 +152,43 @@ describe("cgroup v2 CPUs, I/O and pressure", () => {
       },
     );
     assert.equal(text(fx, "proc/loadavg"), "2.00 1.00 0.50 2/17 42\n");
+  });
+});
+
+describe("one view per reader", () => {
+  // The reader entered the container's pid namespace from the host's root cgroup (nsenter,
+  // kubectl debug): its pid namespace's init (pid 4200) is in the container's cgroup.
+  const initCgroup = (f: Fixture, p: string) => fs.writeFileSync(path.join(f.root, "proc", "4200", "cgroup"), `0::${p}\n`);
+
+  it("a reader in the host's cgroup but a container's pid namespace gets the container's figures in every file", () => {
+    const cpuStat = { [`${pod.slice(1)}/cpu.stat`]: "usage_usec 3000000\nuser_usec 2000000\nsystem_usec 1000000\n" };
+    fx = fixtureSystem({
+      version: 2,
+      readerPath: "/",
+      cgroups: { ...memTree({ podMax: "max", ctrMax: String(256 * MiB), current: 100 * MiB }), ...cpuStat },
+    });
+    const before = fx.renderer.render("proc/meminfo", READER_PID, 0);
+    assert.equal(typeof before === "number" ? before : before.fallback, "host-cgroup", "without its init's cgroup: the host's");
+    initCgroup(fx, pod);
+    assert.equal(field(text(fx, "proc/meminfo"), "MemTotal"), 262144);
+    // uptime is the container's (from the same init), not the host's 100000 s.
+    assert.ok(Number(text(fx, "proc/uptime").split(" ")[0]) < 100000);
+  });
+
+  it("a reader in a child cgroup of its init's keeps its own, tighter figures", () => {
+    const tree = memTree({ podMax: "max", ctrMax: String(512 * MiB), current: 100 * MiB });
+    const child = `${pod.slice(1)}/worker`;
+    fx = fixtureSystem({
+      version: 2,
+      readerPath: `${pod}/worker`,
+      cgroups: {
+        ...tree,
+        [`${child}/memory.max`]: `${128 * MiB}\n`,
+        [`${child}/memory.current`]: `${10 * MiB}\n`,
+        [`${child}/memory.stat`]: (tree as Record<string, string>)[`${pod.slice(1)}/memory.stat`],
+      },
+    });
+    initCgroup(fx, pod);
+    assert.equal(field(text(fx, "proc/meminfo"), "MemTotal"), 131072);
   });
 });
