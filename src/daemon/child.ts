@@ -10,9 +10,13 @@ import type { LoadMessage, LoadTable } from "./loads";
 import type { WorkerConfig } from "./worker";
 
 export const CHILD_FD = 4;
+/** The one-request journal (kernels without FUSE_NOTIFY_RESEND only): fd 5 when passed. */
+export const JOURNAL_FD = 5;
 
 export interface ChildConfig {
   cpuQuota: boolean;
+  /** The supervisor passed the one-request journal as JOURNAL_FD. */
+  journal: boolean;
   generation: number;
 }
 
@@ -21,6 +25,7 @@ export type ToChild = { go: true } | { loads: LoadTable };
 export type FromChild = { ready: true } | { values: number[] } | { watch: string };
 
 const cfg = JSON.parse(process.env.PROCVIEW_CHILD ?? "{}") as ChildConfig;
+
 process.title = "procview-standby";
 const channel = new MessageChannel();
 // Load averages: the worker asks for cgroups, the supervisor's sampler answers with tables.
@@ -31,6 +36,7 @@ const metrics = new SharedArrayBuffer(METRICS_SLOTS * 8);
 let serving = false;
 const workerData: WorkerConfig = {
   fd: CHILD_FD,
+  journalFd: cfg.journal ? JOURNAL_FD : undefined,
   cpuQuota: cfg.cpuQuota,
   loadPort: channel.port2,
   generation: cfg.generation,

@@ -2,6 +2,7 @@
 // already loaded, waits to take over the moment it dies. Load averages live here, in the
 // supervisor, so a crash of the serving process loses no history.
 import { type ChildProcess, spawn } from "node:child_process";
+import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Logger } from "pino";
@@ -38,9 +39,10 @@ export const HUNG_MS = 2000;
 const WATCH_EVERY_MS = 1000;
 
 /**
- * Killing a hung process is safe only where the kernel can resend what it had read to its
- * successor (FUSE_NOTIFY_RESEND, Linux 6.9+). On older kernels those reads would never be
- * answered, so the watchdog only reports.
+ * Whether the kernel resends what a dead serving process had read to its successor
+ * (FUSE_NOTIFY_RESEND, Linux 6.9+). Where it does not, the serving processes keep a
+ * one-request journal instead (fuse/server), so a crash or the watchdog's kill never leaves a
+ * read unanswered on either.
  */
 export function kernelResends(release = os.release()): boolean {
   const [major, minor] = release.split(".").map((n) => Number.parseInt(n, 10));
@@ -50,6 +52,15 @@ const RESTARTS_BEFORE_BACKOFF = 20;
 // A small young generation: renders make short-lived strings only, and memory is the
 // figure a node pays for three processes.
 const CHILD_V8_FLAGS = ["--max-semi-space-size=1"];
+
+/** An unlinked file only our processes hold: the journal outlives each of them, not us. */
+function openJournal(): number {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "procview-journal-"));
+  const file = path.join(dir, "journal");
+  const fd = fs.openSync(file, "w+", 0o600);
+  fs.rmSync(dir, { recursive: true, force: true });
+  return fd;
+}
 
 export class ServingProcesses {
   private stopping = false;
@@ -62,6 +73,8 @@ export class ServingProcesses {
   private readonly sampler: LoadSampler;
   private watchdog?: NodeJS.Timeout;
   private probing = false;
+  /** The serving processes' one-request journal, on kernels that cannot resend (see fuse/server). */
+  private readonly journalFd = kernelResends() ? undefined : openJournal();
 
   constructor(
     private readonly fd: number,
@@ -92,13 +105,6 @@ export class ServingProcesses {
       const r = await probe(file, HUNG_MS);
       if (!r.ok && r.why === "timeout" && serving === this.active && !this.stopping) {
         this.metrics.hangs.inc();
-        if (!kernelResends()) {
-          this.log.warn(
-            { pid: serving.pid, waitedMs: HUNG_MS, kernel: os.release() },
-            "serving process not answering; not killed: this kernel cannot resend its reads to a successor",
-          );
-          return;
-        }
         this.log.warn({ pid: serving.pid, waitedMs: HUNG_MS }, "serving process not answering: killing it; the standby takes over");
         serving.kill("SIGKILL");
       }
@@ -138,9 +144,9 @@ export class ServingProcesses {
 
   private spawnStandby(): void {
     if (this.stopping || this.standby) return;
-    const cfg: ChildConfig = { cpuQuota: this.cpuQuota, generation: this.generation++ };
+    const cfg: ChildConfig = { cpuQuota: this.cpuQuota, journal: this.journalFd !== undefined, generation: this.generation++ };
     const child = spawn(process.execPath, [...CHILD_V8_FLAGS, path.join(__dirname, "child.js")], {
-      stdio: ["ignore", "inherit", "inherit", "ipc", this.fd],
+      stdio: ["ignore", "inherit", "inherit", "ipc", this.fd, ...(this.journalFd === undefined ? [] : [this.journalFd])],
       env: { ...process.env, PROCVIEW_CHILD: JSON.stringify(cfg) },
     });
     this.standby = child;

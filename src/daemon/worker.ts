@@ -8,6 +8,7 @@ import { ProcviewTree } from "./tree";
 
 export interface WorkerConfig {
   fd: number;
+  journalFd?: number;
   cpuQuota: boolean;
   loadPort: MessagePort;
   generation: number;
@@ -29,6 +30,7 @@ const counters = new ReadCounters(cfg.metrics);
 const tree = new ProcviewTree(renderer, undefined, (view, r, us, container) => counters.record(view, r, us, container), cfg.generation);
 // Warm the read path (cgroup files, host files, views) before the first real request.
 for (const v of ["proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime"] as const) renderer.render(v, process.pid, 0);
-// Whatever a predecessor read but never answered comes back to us.
+// Whatever a predecessor read but never answered comes back to us: resent by the kernel
+// (FUSE 7.40+), or from the journal it kept (older kernels).
 requestResend(cfg.fd);
-serveLoop(cfg.fd, tree);
+serveLoop(cfg.fd, tree, cfg.journalFd === undefined ? undefined : { fd: cfg.journalFd });

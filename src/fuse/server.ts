@@ -186,25 +186,37 @@ function buildTable(f: FileSystem, onData: (data: Buffer) => void): Map<number, 
 }
 
 /**
+ * A one-request journal for kernels that cannot resend (FUSE before 7.40, Linux before 6.9).
+ * A serving loop handles one request at a time; it copies each request here before handling
+ * it. When it dies with that request unanswered, the kernel would wait for the reply forever
+ * (the reader stuck in D state); its successor answers it from this copy first. A copy of a
+ * request that was answered after all only earns ENOENT for the second reply.
+ */
+export interface Journal {
+  fd: number;
+}
+
+const JOURNAL_HEADER = 4;
+
+/**
  * Serves requests on `fd` until the filesystem is unmounted (read fails with ENODEV).
  * Unknown opcodes get ENOSYS, which the kernel remembers for FLUSH, ACCESS, GETXATTR and
  * friends, so they stop coming.
  */
-export function serveLoop(fd: number, f: FileSystem): void {
-  const inBuf = Buffer.allocUnsafe(IN_BUFFER_SIZE);
-  const outBuf = Buffer.allocUnsafe(P.OUT_HEADER_SIZE + MAX_READ);
-  const header = outBuf.subarray(0, P.OUT_HEADER_SIZE);
-  const outBody = outBuf.subarray(P.OUT_HEADER_SIZE);
-  let data: Buffer | undefined;
-  const table = buildTable(f, (d) => {
-    data = d;
-  });
-  const ctx: Ctx = { nodeid: 0, caller: { pid: 0, uid: 0, gid: 0 }, body: inBuf, out: outBody };
-
+export function serveLoop(fd: number, f: FileSystem, journal?: Journal): void {
+  const inBuf = Buffer.allocUnsafe(IN_BUFFER_SIZE + JOURNAL_HEADER);
+  const answer = answerer(fd, f);
+  if (journal) {
+    // The predecessor's last request, if it left one.
+    const n = fs.readSync(journal.fd, inBuf, 0, inBuf.length, 0);
+    const len = n >= JOURNAL_HEADER ? inBuf.readUInt32LE(0) : 0;
+    if (len >= P.IN_HEADER_SIZE && len <= n - JOURNAL_HEADER && !answer(inBuf.subarray(JOURNAL_HEADER, JOURNAL_HEADER + len))) return;
+  }
+  const req = inBuf.subarray(JOURNAL_HEADER);
   for (;;) {
     let n: number;
     try {
-      n = fs.readSync(fd, inBuf, 0, inBuf.length, null);
+      n = fs.readSync(fd, req, 0, req.length, null);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: try again.
@@ -213,12 +225,31 @@ export function serveLoop(fd: number, f: FileSystem): void {
       throw e;
     }
     if (n < P.IN_HEADER_SIZE) continue;
+    if (journal) {
+      inBuf.writeUInt32LE(n, 0);
+      fs.writeSync(journal.fd, inBuf, 0, JOURNAL_HEADER + n, 0);
+    }
+    if (!answer(req.subarray(0, n))) return;
+  }
+}
+
+/** Handles one request and writes its reply; false once the filesystem is gone (ENODEV). */
+function answerer(fd: number, f: FileSystem): (request: Buffer) => boolean {
+  const outBuf = Buffer.allocUnsafe(P.OUT_HEADER_SIZE + MAX_READ);
+  const header = outBuf.subarray(0, P.OUT_HEADER_SIZE);
+  const outBody = outBuf.subarray(P.OUT_HEADER_SIZE);
+  let data: Buffer | undefined;
+  const table = buildTable(f, (d) => {
+    data = d;
+  });
+  const ctx: Ctx = { nodeid: 0, caller: { pid: 0, uid: 0, gid: 0 }, body: outBody, out: outBody };
+  return (inBuf: Buffer): boolean => {
     const opcode = inBuf.readUInt32LE(4);
     const row = table.get(opcode);
     ctx.nodeid = P.readU64(inBuf, 16);
     // A fresh object: handles keep the opener, and a caller must not change under them.
     ctx.caller = { uid: inBuf.readUInt32LE(24), gid: inBuf.readUInt32LE(28), pid: inBuf.readUInt32LE(32) };
-    ctx.body = inBuf.subarray(P.IN_HEADER_SIZE, n);
+    ctx.body = inBuf.subarray(P.IN_HEADER_SIZE);
     data = undefined;
     let result: Result;
     try {
@@ -227,7 +258,7 @@ export function serveLoop(fd: number, f: FileSystem): void {
       // A bug in a handler must not take the filesystem down with it.
       result = err(E.EIO);
     }
-    if (result === NO_REPLY) continue;
+    if (result === NO_REPLY) return true;
     try {
       if (typeof result === "number") {
         const extra = data ? (data as Buffer).length : 0;
@@ -239,9 +270,10 @@ export function serveLoop(fd: number, f: FileSystem): void {
         fs.writeSync(fd, outBuf, 0, P.OUT_HEADER_SIZE);
       }
     } catch (e) {
-      // ENOENT: the kernel dropped the request (interrupted) before our reply arrived.
-      if ((e as NodeJS.ErrnoException).code === "ENODEV") return;
+      // ENOENT: the kernel dropped the request (interrupted, or answered already) before our reply arrived.
+      if ((e as NodeJS.ErrnoException).code === "ENODEV") return false;
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
     }
-  }
+    return true;
+  };
 }

@@ -2,6 +2,7 @@
 // Debian's kernels. procview on the host and procview inside its own DaemonSet pod with a
 // private cgroup namespace, each serving limited runc containers.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -86,5 +87,140 @@ describe("procview in its DaemonSet pod, private cgroup namespace", () => {
     cs.push(...limitedPair(path.join(dir, "procview")));
     assertOwnFigures(cs[0], cs[1]);
     assert.doesNotMatch(pod.output(), /warning|outside the cgroup trees/);
+  });
+});
+
+describe("the serving process SIGKILLed while containers read", () => {
+  let pv: Daemon;
+  const cs: Container[] = [];
+  before(async () => {
+    pv = await startProcview();
+  });
+  after(async () => {
+    for (const c of cs) c.destroy();
+    await pv?.stop();
+  });
+
+  it("every 500 ms for 8 s: no reader is left waiting (Linux before 6.9 cannot resend; the journal answers)", async () => {
+    cs.push(...limitedPair(pv.dir));
+    const reader = (kb: number) =>
+      [
+        "import time",
+        "end = time.monotonic() + 10; ok = wrong = failed = 0",
+        "while time.monotonic() < end:",
+        "    try:",
+        "        total = int(open('/proc/meminfo').read().split('MemTotal:')[1].split()[0])",
+        `        ok += total == ${kb}; wrong += total != ${kb}`,
+        "    except Exception:",
+        "        failed += 1",
+        "print(ok, wrong, failed)",
+      ].join("\n");
+    const runs = cs.flatMap((c, i) =>
+      [0, 1].map(() => c.shAsync(`python3 -c "$(cat <<'EOF'\n${reader(i === 0 ? 262144 : 524288)}\nEOF\n)"`)),
+    );
+    const serving = () =>
+      fs
+        .readFileSync(`/proc/${pv.proc.pid}/task/${pv.proc.pid}/children`, "utf8")
+        .trim()
+        .split(/\s+/)
+        .map(Number)
+        .filter((p) => p && fs.readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith("procview-serving"));
+    let kills = 0;
+    const killer = setInterval(() => {
+      for (const p of serving()) {
+        try {
+          process.kill(p, "SIGKILL");
+          kills++;
+        } catch {
+          // gone already
+        }
+      }
+    }, 500);
+    let results: string[];
+    try {
+      await new Promise((r) => setTimeout(r, 8000));
+      clearInterval(killer);
+      // Readers stop after 10 s; one stuck in the kernel waiting for a reply never would.
+      results = await Promise.race([
+        Promise.all(runs),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => {
+            const stuck = fs
+              .readdirSync("/proc")
+              .filter((p) => /^\d+$/.test(p))
+              .filter((p) => {
+                try {
+                  const stat = fs.readFileSync(`/proc/${p}/stat`, "utf8");
+                  return / \(python3\) D /.test(stat);
+                } catch {
+                  return false;
+                }
+              });
+            reject(new Error(`${stuck.length} of 4 readers still waiting 60 s later (state D), after ${kills} kills`));
+          }, 60_000),
+        ),
+      ]);
+    } finally {
+      clearInterval(killer);
+    }
+    const sums = results.map((r) => r.trim().split(" ").map(Number));
+    const total = (i: number) => sums.reduce((a, s) => a + s[i], 0);
+    console.log(`# ${kills} kills: ${total(0)} reads right, ${total(1)} wrong, ${total(2)} failed, 0 left waiting`);
+    assert.ok(kills >= 8, `${kills} kills`);
+    assert.equal(total(1), 0);
+    assert.equal(total(2), 0);
+    assert.ok(total(0) > 0);
+  });
+});
+
+describe("a serving process killed with a request read but not answered", () => {
+  let pv: Daemon;
+  let c: Container;
+  before(async () => {
+    pv = await startProcview();
+    c = new Container({ memoryBytes: 256 * MiB, cpus: "0-1", source: pv.dir });
+  });
+  after(async () => {
+    c?.destroy();
+    await pv?.stop();
+  });
+
+  it("the reader is answered by the successor (resent by 6.9+ kernels, from the journal before)", async () => {
+    const [serving] = fs
+      .readFileSync(`/proc/${pv.proc.pid}/task/${pv.proc.pid}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .map(Number)
+      .filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith("procview-serving"));
+    // Every reply it writes is held back 5 s: a read reaches it, is handled, and waits in the
+    // reply's write(2) when the process is killed. Deterministic, where random kills are not.
+    const strace = spawn(
+      "strace",
+      ["-f", "-p", String(serving), "-e", "trace=write,writev", "-e", "inject=write,writev:delay_enter=5000000"],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
+    let traced = "";
+    strace.stderr.on("data", (d) => (traced += d));
+    try {
+      for (const end = Date.now() + 30_000; !/attached/.test(traced); await new Promise((r) => setTimeout(r, 100)))
+        if (Date.now() > end) throw new Error(`strace did not attach: ${traced}`);
+      const read = c.shAsync("awk '/^MemTotal/{print $2}' /proc/meminfo");
+      for (const end = Date.now() + 30_000; !/write(v)?\(/.test(traced); await new Promise((r) => setTimeout(r, 50)))
+        if (Date.now() > end) throw new Error(`no reply was written: ${traced}`);
+      process.kill(serving, "SIGKILL");
+      // Until its tracer goes, a traced process's death is not reported to its parent.
+      strace.kill("SIGKILL");
+      const started = Date.now();
+      const total = await Promise.race([
+        read,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the reader was left waiting for 30 s")), 30_000)),
+      ]);
+      console.log(`# orphaned read answered ${Date.now() - started} ms after the kill`);
+      assert.equal(Number(total), 262144);
+    } finally {
+      strace.kill("SIGKILL");
+    }
   });
 });
