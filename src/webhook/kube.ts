@@ -170,7 +170,7 @@ export class CertificateManager {
           { err: err instanceof Error ? err.message : String(err) },
           "watch on the webhook configuration ended; watching again",
         );
-      this.rewatch = setTimeout(() => void this.watchConfiguration(), err ? REWATCH_MS : 0);
+      this.rewatch = setTimeout(() => void this.watchConfiguration(), err ? REWATCH_MS : 100);
       this.rewatch.unref();
     };
     try {

@@ -59,6 +59,8 @@ export interface OciSpec {
   mounts: { destination: string; type: string; source: string; options?: string[] }[];
   linux: {
     rootfsPropagation?: string;
+    /** Where the container's cgroup goes (relative to each hierarchy's root); runc's default: its id. */
+    cgroupsPath?: string;
     resources: Record<string, unknown>;
     namespaces: { type: string }[];
     maskedPaths: string[];

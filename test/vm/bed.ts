@@ -137,11 +137,14 @@ export interface Boot {
 export async function boot(k: Kernel, script: string, timeoutMs: number): Promise<Boot> {
   // The guest's first command, through the overlay: a file the initramfs execs after switch_root.
   const guest = `#!/bin/sh
+# /tmp stays the host's (through the overlay, writable): the checkout may live there.
 mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup
 echo "+cpu +cpuset +memory +io +pids" > /sys/fs/cgroup/cgroup.subtree_control
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+# A disk for I/O figures (ext4 on /dev/vda at /mnt/data) and a swap device (/dev/vdb).
+mkfs.ext4 -q -F /dev/vda && mkdir -p /mnt/data && mount /dev/vda /mnt/data
+mkswap -q /dev/vdb >/dev/null && swapon /dev/vdb
 echo "procview-vm: guest up, kernel $(uname -r)"
 ${script}
 echo "procview-vm: exit $?"
@@ -151,12 +154,21 @@ sleep 10
   // The overlay's upper layer starts empty: the script reaches the guest on the 9p root.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pv-vm-"));
   fs.writeFileSync(path.join(dir, "guest.sh"), guest, { mode: 0o755 });
+  // Sparse images: they cost the host nothing until written.
+  for (const [name, mib] of [
+    ["data.img", 256],
+    ["swap.img", 64],
+  ] as const) {
+    fs.writeFileSync(path.join(dir, name), "");
+    fs.truncateSync(path.join(dir, name), mib * 1024 * 1024);
+  }
   const started = Date.now();
   const args = [
     ...["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "2G", "-nographic", "-no-reboot"],
     ...["-kernel", k.vmlinuz, "-initrd", initramfs(k)],
     ...["-append", `console=ttyS0 quiet panic=-1 cgroup_no_v1=all procview.guest=${dir}/guest.sh`],
     ...["-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap"],
+    ...["-drive", `file=${dir}/data.img,if=virtio,format=raw`, "-drive", `file=${dir}/swap.img,if=virtio,format=raw`],
   ];
   const qemu = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";

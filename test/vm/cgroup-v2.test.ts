@@ -2,7 +2,7 @@
 // Debian's kernels. procview on the host and procview inside its own DaemonSet pod with a
 // private cgroup namespace, each serving limited runc containers.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -101,12 +101,12 @@ describe("the serving process SIGKILLed while containers read", () => {
     await pv?.stop();
   });
 
-  it("every 500 ms for 8 s: no reader is left waiting (Linux before 6.9 cannot resend; the journal answers)", async () => {
+  it("every second for 30 s under 4 readers: no reader left waiting, no failed or wrong read", async () => {
     cs.push(...limitedPair(pv.dir));
     const reader = (kb: number) =>
       [
         "import time",
-        "end = time.monotonic() + 10; ok = wrong = failed = 0",
+        "end = time.monotonic() + 32; ok = wrong = failed = 0",
         "while time.monotonic() < end:",
         "    try:",
         "        total = int(open('/proc/meminfo').read().split('MemTotal:')[1].split()[0])",
@@ -135,12 +135,12 @@ describe("the serving process SIGKILLed while containers read", () => {
           // gone already
         }
       }
-    }, 500);
+    }, 1000);
     let results: string[];
     try {
-      await new Promise((r) => setTimeout(r, 8000));
+      await new Promise((r) => setTimeout(r, 30_000));
       clearInterval(killer);
-      // Readers stop after 10 s; one stuck in the kernel waiting for a reply never would.
+      // Readers stop after 32 s; one stuck in the kernel waiting for a reply never would.
       results = await Promise.race([
         Promise.all(runs),
         new Promise<never>((_, reject) =>
@@ -166,7 +166,7 @@ describe("the serving process SIGKILLed while containers read", () => {
     const sums = results.map((r) => r.trim().split(" ").map(Number));
     const total = (i: number) => sums.reduce((a, s) => a + s[i], 0);
     console.log(`# ${kills} kills: ${total(0)} reads right, ${total(1)} wrong, ${total(2)} failed, 0 left waiting`);
-    assert.ok(kills >= 8, `${kills} kills`);
+    assert.ok(kills >= 25, `${kills} kills`);
     assert.equal(total(1), 0);
     assert.equal(total(2), 0);
     assert.ok(total(0) > 0);
@@ -223,4 +223,91 @@ describe("a serving process killed with a request read but not answered", () => 
       strace.kill("SIGKILL");
     }
   });
+});
+
+describe("the v1 suite's checks that need a disk, swap and real nesting", () => {
+  let pv: Daemon;
+  const cs: Container[] = [];
+  before(async () => {
+    pv = await startProcview();
+  });
+  after(async () => {
+    for (const c of cs) c.destroy();
+    await pv?.stop();
+    // cgroupfs: only empty directories go, children first.
+    const rmTree = (d: string) => {
+      if (!fs.existsSync(d)) return;
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) rmTree(path.join(d, e.name));
+      fs.rmdirSync(d);
+    };
+    for (const d of ["kubepods.slice", "kubepods"]) rmTree(path.join("/sys/fs/cgroup", d));
+  });
+  const start = (o: ConstructorParameters<typeof Container>[0]) => {
+    const c = new Container({ source: pv.dir, ...o });
+    cs.push(c);
+    return c;
+  };
+
+  it("memory.swap.max: free and /proc/swaps show 32 MiB of swap; none allowed shows none", () => {
+    assert.ok(Number(/^SwapTotal:\s+(\d+)/m.exec(fs.readFileSync("/proc/meminfo", "utf8"))?.[1]) > 60_000, "the guest swaps on /dev/vdb");
+    const c = start({ memoryBytes: 256 * MiB, memoryAndSwapBytes: 288 * MiB });
+    assert.equal(Number(c.sh("free -b | awk '/^Swap:/{print $2}'")), 32 * MiB);
+    assert.deepEqual(c.sh("tail -n +2 /proc/swaps").trim().split(/\s+/).slice(2, 3), ["32768"]);
+    const none = start({ memoryBytes: 256 * MiB });
+    assert.equal(Number(none.sh("free -b | awk '/^Swap:/{print $2}'")), 0);
+  });
+
+  it("diskstats after reading the disk: the disk's line, with the container's own counters from io.stat", () => {
+    const dev = fs.readFileSync("/sys/block/vda/dev", "utf8").trim();
+    const c = start({
+      memoryBytes: 256 * MiB,
+      mounts: [{ destination: "/data", type: "bind", source: "/mnt/data", options: ["rbind", "rw"] }],
+    });
+    // 1 MiB written by the host and dropped from the page cache: the container reads the disk.
+    fs.writeFileSync("/mnt/data/in", Buffer.alloc(1024 * 1024, 7));
+    spawnSync("sync");
+    fs.writeFileSync("/proc/sys/vm/drop_caches", "3");
+    c.sh("dd if=/data/in of=/dev/null bs=64k");
+    const own = fs.readFileSync(`/proc/${c.pid}/cgroup`, "utf8").trim().slice(3);
+    console.log(`# io.stat of ${own}: ${fs.readFileSync(path.join("/sys/fs/cgroup", own, "io.stat"), "utf8").trim()}`);
+    const line = c
+      .sh("cat /proc/diskstats")
+      .split("\n")
+      .find((l) => l.trim().split(/\s+/).slice(0, 2).join(":") === dev);
+    assert.ok(line, `no ${dev} line`);
+    console.log(`# diskstats in the container: ${line.trim()}`);
+    // Under this emulation a child cgroup's io.stat stayed empty after direct reads on 6.12
+    // (the root's counted them), so the figures are checked against io.stat, not a number:
+    // the disk is listed, with io.stat's counters or 0, never the host's.
+    const f = line.trim().split(/\s+/).map(Number);
+    const stat = fs.readFileSync(path.join("/sys/fs/cgroup", own, "io.stat"), "utf8");
+    const rbytes = Number(new RegExp(`^${dev} .*rbytes=(\\d+)`, "m").exec(stat)?.[1] ?? 0);
+    assert.equal(f[5], Math.floor(rbytes / 512), `sectors read ${f[5]}, io.stat rbytes ${rbytes}`);
+  });
+
+  for (const [layout, parent, leaf] of [
+    ["systemd driver", "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod7f3a.slice", "cri-containerd-abc123.scope"],
+    ["cgroupfs driver", "kubepods/burstable/pod7f3a", "abc456"],
+  ])
+    it(`nested limits, ${layout} layout: the pod's 192 MiB and 1 CPU bound a container that asks for more`, () => {
+      // Top down, as a cgroup driver does: each level hands the controllers to the next.
+      const parts = parent.split("/");
+      for (let i = 1; i <= parts.length; i++) {
+        const d = path.join("/sys/fs/cgroup", ...parts.slice(0, i));
+        fs.mkdirSync(d, { recursive: true });
+        if (i < parts.length) fs.writeFileSync(path.join(d, "cgroup.subtree_control"), "+cpu +cpuset +memory +io +pids");
+      }
+      fs.writeFileSync(path.join("/sys/fs/cgroup", parent, "memory.max"), String(192 * MiB));
+      fs.writeFileSync(path.join("/sys/fs/cgroup", parent, "cpu.max"), "100000 100000");
+      const c = start({
+        memoryBytes: 512 * MiB,
+        cpus: "0-1",
+        customize: (spec) => {
+          spec.linux.cgroupsPath = `/${parent}/${leaf}`;
+        },
+      });
+      const seen = seenIn(c);
+      assert.deepEqual([seen.freeTotal, seen.cpuinfoProcessors, seen.pythonCpuCount, seen.statCpuLines], [192 * MiB, 1, 1, "cpu,cpu0,"]);
+      assert.equal(fs.readFileSync(`/proc/${c.pid}/cgroup`, "utf8"), `0::/${parent}/${leaf}\n`);
+    });
 });
