@@ -132,7 +132,9 @@ export class Renderer {
     const icg = this.o.reader.resolve(init.pid);
     const theirs = icg?.byController.memory ?? icg?.byController.cpu ?? icg?.unified;
     if (!icg || icg.unplaced || !theirs || CgroupReader.isRoot(icg)) return cg;
-    const inside = !cg.unplaced && own !== undefined && (own.dir === theirs.dir || own.dir.startsWith(`${theirs.dir}/`));
+    // A systemd inside the container sits in <container>/init.scope, its services beside it.
+    const container = theirs.dir.endsWith("/init.scope") ? theirs.dir.slice(0, -"/init.scope".length) : theirs.dir;
+    const inside = !cg.unplaced && own !== undefined && (own.dir === container || own.dir.startsWith(`${container}/`));
     return inside ? cg : icg;
   }
 

@@ -175,6 +175,24 @@ describe("one view per reader", () => {
     assert.ok(Number(text(fx, "proc/uptime").split(" ")[0]) < 100000);
   });
 
+  it("a systemd container: a service beside init.scope keeps its own cgroup's figures", () => {
+    const tree = memTree({ podMax: "max", ctrMax: String(512 * MiB), current: 100 * MiB });
+    const svc = `${pod.slice(1)}/system.slice/app.service`;
+    fx = fixtureSystem({
+      version: 2,
+      readerPath: `${pod}/system.slice/app.service`,
+      cgroups: {
+        ...tree,
+        [`${pod.slice(1)}/init.scope/memory.current`]: `${MiB}\n`,
+        [`${svc}/memory.max`]: `${64 * MiB}\n`,
+        [`${svc}/memory.current`]: `${MiB}\n`,
+        [`${svc}/memory.stat`]: (tree as Record<string, string>)[`${pod.slice(1)}/memory.stat`],
+      },
+    });
+    initCgroup(fx, `${pod}/init.scope`);
+    assert.equal(field(text(fx, "proc/meminfo"), "MemTotal"), 65536);
+  });
+
   it("a reader in a child cgroup of its init's keeps its own, tighter figures", () => {
     const tree = memTree({ podMax: "max", ctrMax: String(512 * MiB), current: 100 * MiB });
     const child = `${pod.slice(1)}/worker`;
