@@ -12,12 +12,6 @@ import { type CgroupLayout, type Hierarchy, layoutFromMounts } from "./layout";
 import { CgroupReader, parseProcCgroup, under } from "./reader";
 import { KeptFiles } from "./files";
 
-export interface SystemLayout {
-  layout: CgroupLayout;
-  /** Hierarchies whose namespace root could not be found (their "/.." readers stay unplaced). */
-  unresolved: string[];
-}
-
 /** Directories exactly `depth` levels below `dir` (at most `cap` of them). */
 function dirsAt(dir: string, depth: number, cap = 20_000): string[] {
   let level = [dir];
@@ -80,7 +74,7 @@ export function resolveNamespaceRoots(layout: CgroupLayout, ownProcCgroup: strin
  * /sys/fs/cgroup (the DaemonSet's hostPath volume) beside its own, the highest mount of each
  * hierarchy wins (./layout), and a cgroup namespace is seen through (above).
  */
-export function hostCgroupLayout(): SystemLayout {
+export function hostCgroupLayout(): CgroupLayout {
   const layout = layoutFromMounts(parseMountinfo(fs.readFileSync("/proc/self/mountinfo", "utf8")));
   let own = "";
   try {
@@ -88,7 +82,9 @@ export function hostCgroupLayout(): SystemLayout {
   } catch {
     // no /proc: nothing to resolve
   }
-  return { layout, unresolved: resolveNamespaceRoots(layout, own, process.pid) };
+  // A tree left unresolved keeps its "/.." readers unplaced: logged and counted as such.
+  resolveNamespaceRoots(layout, own, process.pid);
+  return layout;
 }
 
 /**
@@ -121,7 +117,7 @@ export const HOST_CGROUP_FIX =
 export function cgroupBlindness(): string | undefined {
   const files = new KeptFiles();
   try {
-    return hostCgroupProblem(hostCgroupLayout().layout, files);
+    return hostCgroupProblem(hostCgroupLayout(), files);
   } finally {
     files.close();
   }

@@ -11,7 +11,7 @@ export function systemRenderer(
   onUnplaced?: (pid: number, procCgroup: string) => void,
 ): { renderer: Renderer; files: KeptFiles; reader: CgroupReader } {
   const files = new KeptFiles();
-  const reader = new CgroupReader(hostCgroupLayout().layout, files);
+  const reader = new CgroupReader(hostCgroupLayout(), files);
   const processes = new Processes(files);
   return { renderer: new Renderer({ files, reader, processes, loads, cpuQuota, onUnplaced }), files, reader };
 }
