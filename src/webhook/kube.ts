@@ -45,6 +45,14 @@ function encodeSecret(b: CertBundle): Record<string, string> {
 /** How long to wait before watching again after the API server ended a watch with an error. */
 const REWATCH_MS = 2000;
 
+/** The JSON Patch that puts the bundle's CA into every webhook whose caBundle differs. */
+function caBundleOps(webhooks: { clientConfig?: { caBundle?: string } }[] | undefined, bundle: CertBundle) {
+  const want = Buffer.from(bundle.caBundle).toString("base64");
+  return (webhooks ?? []).flatMap((w, i) =>
+    w.clientConfig?.caBundle === want ? [] : [{ op: "add", path: `/webhooks/${i}/clientConfig/caBundle`, value: want }],
+  );
+}
+
 export class CertificateManager {
   private timer?: NodeJS.Timeout;
   private current?: CertBundle;
@@ -118,10 +126,7 @@ export class CertificateManager {
     const { admission, k8s } = await this.apis();
     const name = this.o.webhookConfigName;
     const cfg = await admission.readMutatingWebhookConfiguration({ name });
-    const want = Buffer.from(bundle.caBundle).toString("base64");
-    const ops = (cfg.webhooks ?? []).flatMap((w, i) =>
-      w.clientConfig?.caBundle === want ? [] : [{ op: "add", path: `/webhooks/${i}/clientConfig/caBundle`, value: want }],
-    );
+    const ops = caBundleOps(cfg.webhooks, bundle);
     if (ops.length === 0) return;
     await admission.patchMutatingWebhookConfiguration(
       { name, body: ops },
@@ -180,8 +185,7 @@ export class CertificateManager {
         (phase, obj: { webhooks?: { clientConfig?: { caBundle?: string } }[] }) => {
           const bundle = this.current;
           if ((phase !== "ADDED" && phase !== "MODIFIED") || !bundle) return;
-          const want = Buffer.from(bundle.caBundle).toString("base64");
-          if ((obj.webhooks ?? []).every((w) => w.clientConfig?.caBundle === want)) return;
+          if (caBundleOps(obj.webhooks, bundle).length === 0) return;
           // After whatever is in flight (a tick may be writing the bundle already).
           this.republish = this.republish
             .then(() => this.publishCa(bundle))
