@@ -3,9 +3,7 @@
 // their propagation, memory limit), not written by hand, so what passes here is the kit.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as path from "node:path";
-import { parseAllDocuments } from "yaml";
-import { REPO } from "./deploy";
+import { kitObject, REPO } from "./deploy";
 import { Container, type OciSpec } from "./runc";
 
 interface PodSpec {
@@ -20,8 +18,7 @@ interface PodSpec {
 }
 
 export function daemonSetPod(): PodSpec {
-  const docs = parseAllDocuments(fs.readFileSync(path.join(REPO, "deploy/base/daemonset.yaml"), "utf8")).map((d) => d.toJS());
-  return docs.find((d) => d?.kind === "DaemonSet").spec.template.spec as PodSpec;
+  return kitObject("deploy/base/daemonset.yaml", "DaemonSet").spec.template.spec as PodSpec;
 }
 
 // Every capability a privileged container gets (capability(7), Linux 5.9+).

@@ -5,10 +5,18 @@ import { parseAllDocuments } from "yaml";
 
 export const REPO = path.resolve(__dirname, "../../..");
 
+/** The first object of `kind` in one of the kit's files, e.g. ("deploy/base/webhook.yaml", "Deployment"). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function kitObject(file: string, kind: string): any {
+  const docs = parseAllDocuments(fs.readFileSync(path.join(REPO, file), "utf8")).map((d) => d.toJS());
+  const o = docs.find((d) => d?.kind === kind);
+  if (!o) throw new Error(`no ${kind} in ${file}`);
+  return o;
+}
+
 /** The environment the kit's Deployment gives the webhook container (plain values only). */
 export function webhookDeploymentEnv(): Record<string, string> {
-  const docs = parseAllDocuments(fs.readFileSync(path.join(REPO, "deploy/base/webhook.yaml"), "utf8")).map((d) => d.toJS());
-  const deployment = docs.find((d) => d?.kind === "Deployment");
+  const deployment = kitObject("deploy/base/webhook.yaml", "Deployment");
   const env: { name: string; value?: string }[] = deployment.spec.template.spec.containers[0].env ?? [];
   return Object.fromEntries(env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string]));
 }
