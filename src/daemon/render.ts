@@ -2,7 +2,7 @@
 // cannot attribute a reader to a container falls back to the host's own file.
 import { constants } from "node:os";
 import type { KeptFiles } from "../cgroup/files";
-import type { Processes } from "../cgroup/process";
+import type { NamespaceInit, Processes } from "../cgroup/process";
 import { CLOCK_TICKS } from "../cgroup/process";
 import { CgroupReader, parseCpuList } from "../cgroup/reader";
 import { sampleTasks } from "../cgroup/tasks";
@@ -75,6 +75,8 @@ export interface RendererOptions {
 interface Reader {
   pid: number;
   cg: ReaderCgroups;
+  /** Its pid namespace's init (undefined if it vanished): the container's start, and its cgroup. */
+  init?: NamespaceInit;
 }
 
 /** How old the host-wide parts of a container's view (Vmalloc*, intr, cpu flags...) may be. */
@@ -110,13 +112,14 @@ export class Renderer {
     if (pid === 0) return "outside-pid-namespace";
     let cg = this.o.reader.resolve(pid);
     if (!cg) return "process-gone";
-    cg = this.containerOf(pid, cg);
+    const init = this.o.processes.namespaceInit(pid);
+    cg = this.containerOf(pid, cg, init);
     if (cg.unplaced) {
       this.o.onUnplaced?.(pid, this.o.files.read(`${this.procRoot}/${pid}/cgroup`) ?? cg.unplaced);
       return "cgroup-unplaced";
     }
     if (CgroupReader.isRoot(cg)) return "host-cgroup";
-    return { pid, cg };
+    return { pid, cg, init };
   }
 
   /**
@@ -125,8 +128,7 @@ export class Renderer {
    * taken from its pid namespace's init, as LXCFS does. A process in the init's own cgroup
    * or below it (a tighter child cgroup) keeps its own.
    */
-  private containerOf(pid: number, cg: ReaderCgroups): ReaderCgroups {
-    const init = this.o.processes.namespaceInit(pid);
+  private containerOf(pid: number, cg: ReaderCgroups, init: NamespaceInit | undefined): ReaderCgroups {
     if (!init || init.host || init.pid === pid) return cg;
     const own = cg.byController.memory ?? cg.byController.cpu ?? cg.unified;
     const icg = this.o.reader.resolve(init.pid);
@@ -178,8 +180,8 @@ export class Renderer {
   }
 
   /** Seconds since the reader's container started (since boot for the host's pid namespace). */
-  private elapsed(pid: number): { seconds: number; hostNamespace: boolean } | undefined {
-    const init = this.o.processes.namespaceInit(pid);
+  private elapsed(r: Reader): { seconds: number; hostNamespace: boolean } | undefined {
+    const init = r.init;
     if (!init) return undefined;
     const host = this.o.processes.hostUptime().uptime;
     return { seconds: init.host ? host : host - init.startTicks / CLOCK_TICKS, hostNamespace: init.host };
@@ -211,7 +213,7 @@ export class Renderer {
         return renderCpuinfo(this.hostBase(view), this.cpu(r).visible);
       case "proc/stat": {
         const usage = reader.cpuUsage(r.cg);
-        const elapsed = this.elapsed(r.pid)?.seconds;
+        const elapsed = this.elapsed(r)?.seconds;
         if (!usage || elapsed === undefined) return undefined;
         const c = this.cpu(r);
         const load = this.loadEntry(r);
@@ -226,7 +228,7 @@ export class Renderer {
         });
       }
       case "proc/uptime": {
-        const e = this.elapsed(r.pid);
+        const e = this.elapsed(r);
         // A process in a cgroup but in the host's pid namespace has the host's uptime.
         if (!e || e.hostNamespace) return undefined;
         const idle = this.cpuIdleSeconds(r, e.seconds);
