@@ -106,7 +106,12 @@ export class Container {
     const log = fs.openSync(logPath, "w");
     const r = spawnSync("runc", ["run", "-d", "--bundle", this.bundle, this.id], { stdio: ["ignore", log, log], timeout: 60_000 });
     fs.closeSync(log);
-    if (r.status !== 0) throw new Error(`runc run ${this.id}: ${fs.readFileSync(logPath, "utf8").trim()}`);
+    if (r.status !== 0) {
+      // A container runc refused leaves nothing behind either: no caller gets one to destroy.
+      const why = fs.readFileSync(logPath, "utf8").trim();
+      this.destroy();
+      throw new Error(`runc run ${this.id}: ${why}`);
+    }
   }
 
   private spec(): OciSpec {
