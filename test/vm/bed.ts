@@ -127,7 +127,16 @@ export interface Boot {
   output: string;
   ms: number;
   timedOut: boolean;
+  /** The guest's kernel reported a CPU stuck for LOCKED_UP_S or more: it was killed then. */
+  lockedUp: boolean;
 }
+
+/**
+ * A CPU the guest's kernel reports stuck this long in kernel mode means a dead guest: under
+ * software emulation both vCPUs have been seen spinning for good from 40 s after boot, in
+ * runc, before the first test. Such a guest is killed at once instead of at the deadline.
+ */
+const LOCKED_UP_S = 120;
 
 /**
  * Boots `k` with the host's root, runs `script` (a shell script, as root, cgroup v2 only)
@@ -140,6 +149,7 @@ export async function boot(k: Kernel, script: string, timeoutMs: number): Promis
 # /tmp stays the host's (through the overlay, writable): the checkout may live there.
 mount -t tmpfs tmpfs /run
 mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup
+mount -t fusectl fusectl /sys/fs/fuse/connections 2>/dev/null
 echo "+cpu +cpuset +memory +io +pids" > /sys/fs/cgroup/cgroup.subtree_control
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 # A disk for I/O figures (ext4 on /dev/vda at /mnt/data) and a swap device (/dev/vdb).
@@ -172,8 +182,17 @@ sleep 10
   ];
   const qemu = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
-  qemu.stdout.on("data", (d) => (output += d));
-  qemu.stderr.on("data", (d) => (output += d));
+  let lockedUp = false;
+  const onData = (d: Buffer) => {
+    output += d;
+    const stuck = /soft lockup - CPU#\d+ stuck for (\d+)s/.exec(d.toString());
+    if (stuck && Number(stuck[1]) >= LOCKED_UP_S && !lockedUp) {
+      lockedUp = true;
+      qemu.kill("SIGKILL");
+    }
+  };
+  qemu.stdout.on("data", onData);
+  qemu.stderr.on("data", onData);
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -182,5 +201,5 @@ sleep 10
   await new Promise((r) => qemu.once("close", r));
   clearTimeout(timer);
   fs.rmSync(dir, { recursive: true, force: true });
-  return { output, ms: Date.now() - started, timedOut };
+  return { output, ms: Date.now() - started, timedOut, lockedUp };
 }
