@@ -26,6 +26,7 @@ function serveCommand(program: Command): void {
       "upgrade",
     )
     .option("--no-remount", "do not re-bind containers' stale or handed-over mounts at start")
+    .option("--no-watchdog", "do not replace a serving process that leaves a read unanswered for 2 s")
     .option("--metrics-address <host:port>", "serve Prometheus metrics here (e.g. 127.0.0.1:9105)")
     .action(
       async (o: {
@@ -34,6 +35,7 @@ function serveCommand(program: Command): void {
         cpuQuota: boolean;
         onExit: string;
         remount: boolean;
+        watchdog: boolean;
         metricsAddress?: string;
       }) => {
         if (o.onExit !== "upgrade" && o.onExit !== "uninstall")
@@ -57,11 +59,12 @@ function serveCommand(program: Command): void {
     .description("exit 0 if the mount answers a read within the deadline, else say why and exit 1")
     .option("--mountpoint <dir>", "procview's mountpoint", DEFAULT_MOUNTPOINT)
     .option("--timeout-ms <ms>", "deadline for the read", "2000")
-    .action(async (o: { mountpoint: string; timeoutMs: string }) => {
+    .option("--state-dir <dir>", "the daemon's state directory (default: <mountpoint>.state)")
+    .action(async (o: { mountpoint: string; timeoutMs: string; stateDir?: string }) => {
       const ms = Number(o.timeoutMs);
       if (!Number.isInteger(ms) || ms <= 0) throw new UsageError(`--timeout-ms: "${o.timeoutMs}" is not a positive number of milliseconds`);
       const { check } = await import("../toolkit/check.js");
-      const r = await check(o.mountpoint, ms);
+      const r = await check(o.mountpoint, ms, o.stateDir);
       (r.ok ? process.stdout : process.stderr).write(`${r.ok ? "" : "procview: "}${r.message}\n`);
       // A read stuck in a hung daemon would keep the process alive: leave now.
       process.exit(r.ok ? 0 : 1);

@@ -12,11 +12,17 @@ import type { WorkerConfig } from "./worker";
 export const CHILD_FD = 4;
 /** The one-request journal (kernels without FUSE_NOTIFY_RESEND only): fd 5 when passed. */
 export const JOURNAL_FD = 5;
+/** The shared CPU clocks (./clocks): fd 6 when passed. */
+export const CLOCKS_FD = 6;
 
 export interface ChildConfig {
   cpuQuota: boolean;
   /** The supervisor passed the one-request journal as JOURNAL_FD. */
   journal: boolean;
+  /** The supervisor passed the shared CPU clocks as CLOCKS_FD. */
+  clocks: boolean;
+  /** The host's possible CPUs: the clock file's layout. */
+  hostCpus: number;
   generation: number;
 }
 
@@ -37,6 +43,8 @@ let serving = false;
 const workerData: WorkerConfig = {
   fd: CHILD_FD,
   journalFd: cfg.journal ? JOURNAL_FD : undefined,
+  clocksFd: cfg.clocks ? CLOCKS_FD : undefined,
+  hostCpus: cfg.hostCpus,
   cpuQuota: cfg.cpuQuota,
   loadPort: channel.port2,
   generation: cfg.generation,

@@ -13,7 +13,8 @@ import { cpuShare, renderCpuRange, visibleCpus } from "../views/cpus";
 import { renderDiskstats, renderPartitions } from "../views/disk";
 import { type LoadTriple, renderLoadavg } from "../views/loadavg";
 import { memoryFigures, parseMeminfo, renderMeminfo } from "../views/meminfo";
-import { containerCpuTimes, renderStat } from "../views/stat";
+import { advanceCpuClock, type CpuClock, renderStat, type StatInput } from "../views/stat";
+import { type ClockStore, LocalClocks } from "./clocks";
 import { renderSwaps } from "../views/swaps";
 import { renderUptime } from "../views/uptime";
 
@@ -69,6 +70,8 @@ export interface RendererOptions {
   sysCpuDir?: string;
   /** Told about a reader whose cgroup lies outside the trees we can see (pid, its /proc/PID/cgroup). */
   onUnplaced?: (pid: number, procCgroup: string) => void;
+  /** Where the containers' CPU clocks are kept (default: in this process). */
+  clocks?: ClockStore;
 }
 
 /** The reader, resolved once per request. */
@@ -87,9 +90,11 @@ export class Renderer {
   private readonly sysCpuDir: string;
   private readonly hostBases = new TtlCache<ViewName, string>(HOST_TTL_MS);
   private readonly online = new TtlCache<0, number[]>(HOST_TTL_MS);
+  private readonly clocks: ClockStore;
 
   constructor(private readonly o: RendererOptions) {
     this.procRoot = o.procRoot ?? "/proc";
+    this.clocks = o.clocks ?? new LocalClocks();
     this.sysCpuDir = o.sysCpuDir ?? "/sys/devices/system/cpu";
   }
 
@@ -187,12 +192,27 @@ export class Renderer {
     return { seconds: init.host ? host : host - init.startTicks / CLOCK_TICKS, hostNamespace: init.host };
   }
 
-  private cpuIdleSeconds(r: Reader, elapsed: number): number | undefined {
+  /**
+   * The container's CPU clock advanced to now, with the input it was advanced by; undefined
+   * when its usage cannot be read. Kept per container (its cgroup and its init's start), so
+   * /proc/stat and uptime's idle never go backwards while this process serves.
+   */
+  private cpuClock(r: Reader, elapsed: number): { clock: CpuClock; input: StatInput } | undefined {
     const usage = this.o.reader.cpuUsage(r.cg);
-    if (!usage) return undefined;
+    const dir = this.taskDir(r);
+    if (!usage || dir === undefined) return undefined;
     const c = this.cpu(r);
-    const share = cpuShare(c.visible.length, c.limits, this.o.cpuQuota);
-    return containerCpuTimes({ visible: c.visible, pool: c.pool, usage, elapsed, share }).reduce((a, t) => a + t.idle, 0) / CLOCK_TICKS;
+    const input: StatInput = {
+      visible: c.visible,
+      pool: c.pool,
+      usage,
+      elapsed,
+      share: cpuShare(c.visible.length, c.limits, this.o.cpuQuota),
+    };
+    const key = `${dir}\0${r.init?.startTicks ?? 0}`;
+    const clock = advanceCpuClock(this.clocks.get(key), input);
+    this.clocks.set(key, clock);
+    return { clock, input };
   }
 
   /** The container's text, undefined when its figures cannot be read, or an errno. */
@@ -212,27 +232,18 @@ export class Renderer {
       case "proc/cpuinfo":
         return renderCpuinfo(this.hostBase(view), this.cpu(r).visible);
       case "proc/stat": {
-        const usage = reader.cpuUsage(r.cg);
         const elapsed = this.elapsed(r)?.seconds;
-        if (!usage || elapsed === undefined) return undefined;
-        const c = this.cpu(r);
+        const at = elapsed === undefined ? undefined : this.cpuClock(r, elapsed);
+        if (!at) return undefined;
         const load = this.loadEntry(r);
-        return renderStat(this.hostBase(view), {
-          visible: c.visible,
-          pool: c.pool,
-          usage,
-          elapsed,
-          share: cpuShare(c.visible.length, c.limits, this.o.cpuQuota),
-          procsRunning: load?.running,
-          procsBlocked: load?.uninterruptible,
-        });
+        return renderStat(this.hostBase(view), { ...at.input, procsRunning: load?.running, procsBlocked: load?.uninterruptible }, at.clock);
       }
       case "proc/uptime": {
         const e = this.elapsed(r);
         // A process in a cgroup but in the host's pid namespace has the host's uptime.
         if (!e || e.hostNamespace) return undefined;
-        const idle = this.cpuIdleSeconds(r, e.seconds);
-        return idle === undefined ? undefined : renderUptime(e.seconds, idle);
+        const at = this.cpuClock(r, e.seconds);
+        return at && renderUptime(e.seconds, at.clock.total.idle / CLOCK_TICKS);
       }
       case "proc/loadavg": {
         // The averages from the 5-second samples (none yet: 0); the task counts and the

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import pino, { type Logger } from "pino";
 import { cgroupBlindness, HOST_CGROUP_FIX } from "../cgroup/host";
 import { UsageError } from "../errors";
-import { mountFuse } from "../fuse/mount";
+import { mountFuse, mountFusectl, unmountFusectl } from "../fuse/mount";
 import { detachAll, remountAll } from "../mounts/containers";
 import { type Layout, LayoutError, layoutOf, prepareAnchor, probe, removeAnchor, unmountFs } from "../mounts/layout";
 import { NO_METRICS, ServingProcesses, type SupervisorMetrics } from "./supervisor";
@@ -24,6 +24,8 @@ export interface ServeOptions {
   metricsAddress?: string;
   /** Re-bind containers whose procview mounts are stale, and those a previous daemon handed over. */
   remount: boolean;
+  /** Kill (and replace) a serving process that leaves the watchdog's read unanswered for 2 s. */
+  watchdog: boolean;
 }
 
 function preflight(dir: string, stateDir?: string): Layout {
@@ -94,7 +96,12 @@ export async function serve(opts: ServeOptions): Promise<number> {
   process.stdout.on("error", () => {});
   process.stderr.on("error", () => {});
 
-  const serving = new ServingProcesses(fd, opts.cpuQuota, log, metrics, path.join(layout.fsDir, "proc/uptime"));
+  const ownFusectl = mountFusectl();
+  const serving = new ServingProcesses(fd, opts.cpuQuota, log, metrics, {
+    probe: opts.watchdog ? path.join(layout.fsDir, "proc/uptime") : undefined,
+    servingPid: layout.servingFile,
+    clocks: layout.clocksFile,
+  });
   serving.start();
 
   return new Promise<number>((resolve) => {
@@ -112,6 +119,8 @@ export async function serve(opts: ServeOptions): Promise<number> {
       // The serving process leaves its loop when the kernel reports the unmount (ENODEV).
       await serving.stop();
       fs.closeSync(fd);
+      fs.rmSync(layout.servingFile, { force: true });
+      if (ownFusectl) unmountFusectl();
       metricsServer?.close();
       resolve(code);
     };

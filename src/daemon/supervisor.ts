@@ -6,6 +6,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Logger } from "pino";
+import { openJournalFile, sharedMapHelper } from "../fuse/journal";
+import { openClocksFile, possibleCpus, saveClocksFile } from "./clocks";
+import { JOURNAL_FILE_SIZE } from "../fuse/server";
 import { probe } from "../mounts/layout";
 import type { ChildConfig, FromChild, ToChild } from "./child";
 import type { Snapshot } from "./counters";
@@ -37,6 +40,8 @@ const RESTART_WINDOW_MS = 10_000;
  */
 export const HUNG_MS = 2000;
 const WATCH_EVERY_MS = 1000;
+/** How often the CPU clocks are saved besides at stop (a daemon killed outright loses what came since). */
+const CLOCKS_SAVED_EVERY_MS = 30_000;
 
 /**
  * Whether the kernel resends what a dead serving process had read to its successor
@@ -53,15 +58,6 @@ const RESTARTS_BEFORE_BACKOFF = 20;
 // figure a node pays for three processes.
 const CHILD_V8_FLAGS = ["--max-semi-space-size=1"];
 
-/** An unlinked file only our processes hold: the journal outlives each of them, not us. */
-function openJournal(): number {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "procview-journal-"));
-  const file = path.join(dir, "journal");
-  const fd = fs.openSync(file, "w+", 0o600);
-  fs.rmSync(dir, { recursive: true, force: true });
-  return fd;
-}
-
 export class ServingProcesses {
   private stopping = false;
   private generation = 0;
@@ -74,24 +70,51 @@ export class ServingProcesses {
   private watchdog?: NodeJS.Timeout;
   private probing = false;
   /** The serving processes' one-request journal, on kernels that cannot resend (see fuse/server). */
-  private readonly journalFd = kernelResends() ? undefined : openJournal();
+  // PROCVIEW_JOURNAL=off measures what the journal buys (the VM test bed does); nothing else should set it.
+  private readonly hostCpus = possibleCpus();
+  /** The containers' CPU clocks, shared by the serving processes (see ./clocks). */
+  private readonly clocksFd?: number;
+  private clocksSaver?: NodeJS.Timeout;
+  private readonly journalFd = kernelResends() || process.env.PROCVIEW_JOURNAL === "off" ? undefined : openJournalFile(JOURNAL_FILE_SIZE);
 
   constructor(
     private readonly fd: number,
     private readonly cpuQuota: boolean,
     private readonly log: Logger,
     private readonly metrics: SupervisorMetrics,
-    /** A file of the mount that the watchdog reads (none: no watchdog). */
-    private readonly probeFile?: string,
+    private readonly files: {
+      /** A file of the mount that the watchdog reads (none: no watchdog). */
+      probe?: string;
+      /** Where the serving process's pid is written on each promotion (for `procview check`). */
+      servingPid?: string;
+      /** Where the containers' CPU clocks are saved for the next daemon (see ./clocks). */
+      clocks?: string;
+    } = {},
   ) {
+    if (files.clocks) this.clocksFd = openClocksFile(this.hostCpus, files.clocks);
     this.sampler = new LoadSampler((loads) => this.active?.connected && this.active.send({ loads } satisfies ToChild));
   }
 
   start(): void {
+    if (!sharedMapHelper()) {
+      const journal =
+        this.journalFd === undefined
+          ? ""
+          : "this kernel cannot resend a crashed serving process's request, so a crash in the microseconds after a read can leave that reader waiting for good; ";
+      this.log.warn(
+        { kernel: os.release() },
+        `the native helper is not built: ${journal}a crashed serving process's successor restarts the containers' CPU clocks (their /proc/stat can step back); run npm ci with a C compiler to build build/Release/shared_map.node`,
+      );
+    }
     this.sampler.start();
+    if (this.clocksFd !== undefined) {
+      this.clocksSaver = setInterval(() => this.saveClocks(), CLOCKS_SAVED_EVERY_MS);
+      this.clocksSaver.unref();
+    }
     this.spawnStandby();
-    if (this.probeFile) {
-      this.watchdog = setInterval(() => void this.watch(this.probeFile as string), WATCH_EVERY_MS);
+    const probeFile = this.files.probe;
+    if (probeFile) {
+      this.watchdog = setInterval(() => void this.watch(probeFile), WATCH_EVERY_MS);
       this.watchdog.unref();
     }
   }
@@ -114,9 +137,20 @@ export class ServingProcesses {
   }
 
   /** Stops the standby at once; resolves when the serving process has left (the unmount ends its loop). */
+  /** Saves the CPU clocks for the next daemon; a failure costs continuity only, so it is logged. */
+  private saveClocks(): void {
+    if (this.clocksFd === undefined || !this.files.clocks) return;
+    try {
+      saveClocksFile(this.clocksFd, this.hostCpus, this.files.clocks);
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, "could not save the CPU clocks");
+    }
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.watchdog);
+    clearInterval(this.clocksSaver);
     this.sampler.stop();
     this.standby?.kill("SIGKILL");
     const a = this.active;
@@ -124,6 +158,7 @@ export class ServingProcesses {
     force.unref();
     if (a && a.exitCode === null && a.signalCode === null) await new Promise((r) => a.once("exit", r));
     clearTimeout(force);
+    this.saveClocks();
   }
 
   private promote(): void {
@@ -137,6 +172,11 @@ export class ServingProcesses {
       // It died between "ready" and "go": its exit handler asks for the next standby.
       if (e) this.log.warn({ pid: next.pid, err: e.message }, "standby could not be told to serve");
     });
+    if (this.files.servingPid && next.pid) {
+      const tmp = `${this.files.servingPid}.tmp`;
+      fs.writeFileSync(tmp, `${next.pid}\n`, { mode: 0o600 });
+      fs.renameSync(tmp, this.files.servingPid);
+    }
     // The load history survives its predecessor: hand it over at once.
     if (next.connected) next.send({ loads: this.sampler.table() } satisfies ToChild);
     this.spawnStandby();
@@ -144,9 +184,15 @@ export class ServingProcesses {
 
   private spawnStandby(): void {
     if (this.stopping || this.standby) return;
-    const cfg: ChildConfig = { cpuQuota: this.cpuQuota, journal: this.journalFd !== undefined, generation: this.generation++ };
+    const cfg: ChildConfig = {
+      cpuQuota: this.cpuQuota,
+      journal: this.journalFd !== undefined,
+      clocks: this.clocksFd !== undefined,
+      hostCpus: this.hostCpus,
+      generation: this.generation++,
+    };
     const child = spawn(process.execPath, [...CHILD_V8_FLAGS, path.join(__dirname, "child.js")], {
-      stdio: ["ignore", "inherit", "inherit", "ipc", this.fd, ...(this.journalFd === undefined ? [] : [this.journalFd])],
+      stdio: ["ignore", "inherit", "inherit", "ipc", this.fd, this.journalFd ?? "ignore", this.clocksFd ?? "ignore"],
       env: { ...process.env, PROCVIEW_CHILD: JSON.stringify(cfg) },
     });
     this.standby = child;

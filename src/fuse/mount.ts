@@ -26,3 +26,32 @@ export function mountFuse(dir: string, opts: MountOptions): number {
   }
   return fd;
 }
+
+/** Where the kernel's FUSE control filesystem lists each connection (by device number). */
+export const FUSECTL = "/sys/fs/fuse/connections";
+
+/**
+ * Mounts the FUSE control filesystem in our mount namespace when it is not there (systemd
+ * mounts it on most hosts; a container's fresh /sys has none). Its per-connection `waiting`
+ * count is what `procview check` reads. Called with our own connection mounted, so an empty
+ * directory is an unmounted one. True when we mounted it.
+ */
+export function mountFusectl(): boolean {
+  if (!fs.existsSync(FUSECTL) || fs.readdirSync(FUSECTL).length > 0) return false;
+  return spawnSync("mount", ["-t", "fusectl", "fusectl", FUSECTL], { stdio: "ignore" }).status === 0;
+}
+
+/** The control directory of the FUSE connection mounted at `dir`, if it can be found. */
+export function connectionOf(dir: string): string | undefined {
+  // Userspace's dev_t encoding; FUSE mounts are anonymous (major 0), named by their minor.
+  const dev = fs.statSync(dir).dev;
+  const major = Math.floor(dev / 256) & 0xfff;
+  const minor = (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
+  const conn = `${FUSECTL}/${minor}`;
+  return major === 0 && fs.existsSync(`${conn}/waiting`) ? conn : undefined;
+}
+
+/** Undoes mountFusectl (lazily: another daemon may be reading it). */
+export function unmountFusectl(): void {
+  spawnSync("umount", ["-l", FUSECTL], { stdio: "ignore" });
+}

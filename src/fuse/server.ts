@@ -3,6 +3,7 @@
 import * as fs from "node:fs";
 import { constants as C } from "node:os";
 import type { Caller, FileSystem } from "./fs";
+import { Journal, journalSize } from "./journal";
 import * as P from "./protocol";
 
 const E = C.errno;
@@ -185,34 +186,26 @@ function buildTable(f: FileSystem, onData: (data: Buffer) => void): Map<number, 
   return new Map(rows.map(([op, name, handler]) => [op, { name, handler }]));
 }
 
-/**
- * A one-request journal for kernels that cannot resend (FUSE before 7.40, Linux before 6.9).
- * A serving loop handles one request at a time; it copies each request here before handling
- * it. When it dies with that request unanswered, the kernel would wait for the reply forever
- * (the reader stuck in D state); its successor answers it from this copy first. A copy of a
- * request that was answered after all only earns ENOENT for the second reply.
- */
-export interface Journal {
-  fd: number;
-}
-
-const JOURNAL_HEADER = 4;
+/** The size of the journal file a supervisor gives its serving processes (see fuse/journal). */
+export const JOURNAL_FILE_SIZE = journalSize(IN_BUFFER_SIZE);
+/** A journalled request that took down this many successors is refused with EIO, not tried again. */
+const REPLAYS_BEFORE_REFUSING = 2;
 
 /**
  * Serves requests on `fd` until the filesystem is unmounted (read fails with ENODEV).
  * Unknown opcodes get ENOSYS, which the kernel remembers for FLUSH, ACCESS, GETXATTR and
- * friends, so they stop coming.
+ * friends, so they stop coming. With `journalFd` (kernels that cannot resend), whatever a
+ * predecessor left unanswered is answered first and every request is journalled.
  */
-export function serveLoop(fd: number, f: FileSystem, journal?: Journal): void {
-  const inBuf = Buffer.allocUnsafe(IN_BUFFER_SIZE + JOURNAL_HEADER);
+export function serveLoop(fd: number, f: FileSystem, journalFd?: number): void {
   const answer = answerer(fd, f);
+  const journal = journalFd === undefined ? undefined : new Journal(journalFd, IN_BUFFER_SIZE);
   if (journal) {
-    // The predecessor's last request, if it left one.
-    const n = fs.readSync(journal.fd, inBuf, 0, inBuf.length, 0);
-    const len = n >= JOURNAL_HEADER ? inBuf.readUInt32LE(0) : 0;
-    if (len >= P.IN_HEADER_SIZE && len <= n - JOURNAL_HEADER && !answer(inBuf.subarray(JOURNAL_HEADER, JOURNAL_HEADER + len))) return;
+    const left = journal.pending(P.IN_HEADER_SIZE);
+    if (left && !answer(left.request, left.attempts > REPLAYS_BEFORE_REFUSING ? E.EIO : undefined)) return;
+    journal.answered();
   }
-  const req = inBuf.subarray(JOURNAL_HEADER);
+  const req = journal ? journal.request : Buffer.allocUnsafe(IN_BUFFER_SIZE);
   for (;;) {
     let n: number;
     try {
@@ -225,16 +218,17 @@ export function serveLoop(fd: number, f: FileSystem, journal?: Journal): void {
       throw e;
     }
     if (n < P.IN_HEADER_SIZE) continue;
-    if (journal) {
-      inBuf.writeUInt32LE(n, 0);
-      fs.writeSync(journal.fd, inBuf, 0, JOURNAL_HEADER + n, 0);
-    }
+    journal?.recorded(n);
     if (!answer(req.subarray(0, n))) return;
+    journal?.answered();
   }
 }
 
+/** Opcodes the kernel expects no reply to. */
+const UNANSWERED = new Set<number>([P.Opcode.FORGET, P.Opcode.BATCH_FORGET, P.Opcode.INTERRUPT]);
+
 /** Handles one request and writes its reply; false once the filesystem is gone (ENODEV). */
-function answerer(fd: number, f: FileSystem): (request: Buffer) => boolean {
+function answerer(fd: number, f: FileSystem): (request: Buffer, refuse?: number) => boolean {
   const outBuf = Buffer.allocUnsafe(P.OUT_HEADER_SIZE + MAX_READ);
   const header = outBuf.subarray(0, P.OUT_HEADER_SIZE);
   const outBody = outBuf.subarray(P.OUT_HEADER_SIZE);
@@ -243,7 +237,8 @@ function answerer(fd: number, f: FileSystem): (request: Buffer) => boolean {
     data = d;
   });
   const ctx: Ctx = { nodeid: 0, caller: { pid: 0, uid: 0, gid: 0 }, body: outBody, out: outBody };
-  return (inBuf: Buffer): boolean => {
+  // `refuse`: reply with that errno without handling the request.
+  return (inBuf: Buffer, refuse?: number): boolean => {
     const opcode = inBuf.readUInt32LE(4);
     const row = table.get(opcode);
     ctx.nodeid = P.readU64(inBuf, 16);
@@ -253,7 +248,8 @@ function answerer(fd: number, f: FileSystem): (request: Buffer) => boolean {
     data = undefined;
     let result: Result;
     try {
-      result = row ? row.handler(ctx) : err(E.ENOSYS);
+      if (refuse !== undefined) result = UNANSWERED.has(opcode) ? NO_REPLY : err(refuse);
+      else result = row ? row.handler(ctx) : err(E.ENOSYS);
     } catch {
       // A bug in a handler must not take the filesystem down with it.
       result = err(E.EIO);

@@ -25,6 +25,10 @@ export interface Layout {
   stateDir: string;
   /** Where a stopping daemon records the container mounts it detached, for the next one. */
   handoverFile: string;
+  /** The pid of the process serving now, for `procview check`. */
+  servingFile: string;
+  /** The containers' CPU clocks, saved by a stopping daemon for the next one. */
+  clocksFile: string;
 }
 
 /** The state directory defaults to a sibling of the mountpoint: /var/lib/procview.state. */
@@ -37,6 +41,8 @@ export function layoutOf(mountpoint: string, stateDir?: string): Layout {
     source: `procview:${anchor}`,
     stateDir: state,
     handoverFile: path.join(state, "handover.json"),
+    servingFile: path.join(state, "serving.pid"),
+    clocksFile: path.join(state, "cpu-clocks"),
   };
 }
 

@@ -1,8 +1,11 @@
 // `procview check`: does the mount answer a read within a deadline? Used by the DaemonSet's
-// probes and by people. Exit 0 when it does and this process can see the host's cgroup
-// trees; else one line saying which failure it is.
+// probes and by people. Exit 0 when it does, no earlier read is stuck for good (a serving
+// process died with it, on a kernel that cannot resend) and this process can see the host's
+// cgroup trees; else one line saying which failure it is.
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { cgroupBlindness, HOST_CGROUP_FIX } from "../cgroup/host";
+import { connectionOf, FUSECTL } from "../fuse/mount";
 import { fuseAt, layoutOf, probe } from "../mounts/layout";
 
 export interface CheckResult {
@@ -10,8 +13,8 @@ export interface CheckResult {
   message: string;
 }
 
-export async function check(mountpoint: string, deadlineMs: number): Promise<CheckResult> {
-  const dir = layoutOf(mountpoint).fsDir;
+export async function check(mountpoint: string, deadlineMs: number, stateDir?: string): Promise<CheckResult> {
+  const dir = layoutOf(mountpoint, stateDir).fsDir;
   if (!fuseAt(dir)) return { ok: false, message: `not mounted: no procview filesystem at ${dir}` };
   const started = Date.now();
   const r = await probe(path.join(dir, "proc/uptime"), deadlineMs);
@@ -24,8 +27,49 @@ export async function check(mountpoint: string, deadlineMs: number): Promise<Che
   if (!/^\d+\.\d\d \d+\.\d\d\n$/.test(r.text))
     return { ok: false, message: `bad answer: ${dir}/proc/uptime is ${JSON.stringify(r.text.slice(0, 40))}` };
   const ms = Date.now() - started;
+  const stuck = await stuckRequests(dir, layoutOf(mountpoint, stateDir).servingFile, Math.min(1000, deadlineMs));
+  if (typeof stuck === "number" && stuck > 0)
+    return {
+      ok: false,
+      message: `requests stuck: ${stuck} read(s) on ${dir} wait for a reply no serving process will send (read by one that died); their readers stay blocked until the daemon restarts`,
+    };
   // Answering is not enough: a daemon that cannot see the host's cgroups serves every container the host's figures.
   const blind = cgroupBlindness();
   if (blind) return { ok: false, message: `blind to the host's cgroups: ${blind}; ${HOST_CGROUP_FIX}` };
-  return { ok: true, message: `ok: ${dir} answered in ${ms} ms` };
+  return {
+    ok: true,
+    message: `ok: ${dir} answered in ${ms} ms${typeof stuck === "string" ? ` (stuck requests not checked: ${stuck})` : ""}`,
+  };
+}
+
+const IDLE_SAMPLES_NEEDED = 5;
+
+/**
+ * Requests the kernel counts as waiting for a reply while the serving process sits idle in
+ * read(2) on /dev/fuse: nobody will ever answer them. Sampled every 20 ms for `windowMs`;
+ * the fewest waiting at an idle moment is the count (a request that arrives between the
+ * two reads of a sample is gone by the next). A string says why it cannot be told.
+ */
+export async function stuckRequests(fsDir: string, servingFile: string, windowMs: number): Promise<number | string> {
+  const conn = connectionOf(fsDir);
+  if (!conn) return `no FUSE control filesystem at ${FUSECTL} (mount -t fusectl fusectl ${FUSECTL})`;
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(servingFile, "utf8"));
+  } catch {
+    return `no ${servingFile}`;
+  }
+  const idleCounts: number[] = [];
+  for (const end = Date.now() + windowMs; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
+    let idle: boolean;
+    try {
+      idle = fs
+        .readdirSync(`/proc/${pid}/task`)
+        .some((t) => fs.readFileSync(`/proc/${pid}/task/${t}/wchan`, "utf8") === "fuse_dev_do_read");
+    } catch {
+      return `the serving process ${pid} is gone`;
+    }
+    if (idle) idleCounts.push(Number(fs.readFileSync(`${conn}/waiting`, "utf8")));
+  }
+  return idleCounts.length < IDLE_SAMPLES_NEEDED ? "the serving process was never idle" : Math.min(...idleCounts);
 }

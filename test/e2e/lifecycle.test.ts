@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, it } from "node:test";
-import { BIN, cleanMountpoint, type Daemon, startProcview, tempDir } from "../helpers/daemons";
+import { BIN, childrenOf, cleanMountpoint, type Daemon, servingOf, startProcview, tempDir } from "../helpers/daemons";
 import { Container } from "../helpers/runc";
 
 const MiB = 1024 * 1024;
@@ -19,25 +19,6 @@ function hostProcviewMounts(): string[] {
     .readFileSync("/proc/self/mountinfo", "utf8")
     .split("\n")
     .filter((l) => l.includes("fuse.procview") || l.includes("procview-mnt-"));
-}
-
-function childrenOf(pid: number): number[] {
-  try {
-    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** The daemon's serving process (the standby beside it is left alone). */
-function servingOf(supervisor: number): number[] {
-  return childrenOf(supervisor).filter((p) => {
-    try {
-      return fs.readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith("procview-serving");
-    } catch {
-      return false;
-    }
-  });
 }
 
 const containers: Container[] = [];

@@ -48,8 +48,11 @@ export function tempDir(prefix: string): string {
 }
 
 /** Runs `procview serve` on a fresh mountpoint and resolves once it says it is serving. */
-export async function startProcview(args: string[] = [], dir = tempDir("procview-mnt-")): Promise<Daemon> {
-  const proc = spawn(process.execPath, [BIN, "serve", "--mountpoint", dir, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+export async function startProcview(args: string[] = [], dir = tempDir("procview-mnt-"), env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
+  const proc = spawn(process.execPath, [BIN, "serve", "--mountpoint", dir, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
   const output = capture(proc);
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`procview did not start: ${output()}`)), 15000);
@@ -115,4 +118,24 @@ export async function startLxcfs(dir = tempDir("lxcfs-mnt-")): Promise<Daemon> {
       return code;
     },
   };
+}
+
+/** A process's children (none once it is gone). */
+export function childrenOf(pid: number): number[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** A daemon's serving process now (the standby beside it left out): none between a kill and the promotion. */
+export function servingOf(supervisor: number): number[] {
+  return childrenOf(supervisor).filter((p) => {
+    try {
+      return fs.readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith("procview-serving");
+    } catch {
+      return false;
+    }
+  });
 }

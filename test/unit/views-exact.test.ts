@@ -9,7 +9,7 @@ import { cpuShare, renderCpuRange, visibleCpus } from "../../src/views/cpus";
 import { renderDiskstats, renderPartitions } from "../../src/views/disk";
 import { decayLoad, renderLoadavg } from "../../src/views/loadavg";
 import { renderMeminfo } from "../../src/views/meminfo";
-import { renderStat } from "../../src/views/stat";
+import { advanceCpuClock, renderStat } from "../../src/views/stat";
 import { renderSwaps } from "../../src/views/swaps";
 
 const K = 1024;
@@ -300,6 +300,40 @@ describe("/proc/stat", () => {
       out.split("\n").slice(0, 3).join("\n"),
       "cpu  300 0 100 0 0 0 0 0 0 0\ncpu0 150 0 50 0 0 0 0 0 0 0\ncpu1 150 0 50 0 0 0 0 0 0 0",
     );
+  });
+});
+
+describe("/proc/stat's clock", () => {
+  const ns = 1e9;
+  const at = (elapsed: number, busyNs: number, share = 1) => ({
+    visible: [0],
+    pool: [0],
+    usage: { userNs: busyNs, systemNs: 0, perCpu: [{ userNs: busyNs, systemNs: 0 }] },
+    elapsed,
+    share,
+  });
+
+  it("a CPU busy all the time, read every millisecond while usage arrives in 10 ms steps: idle stays under a tick", () => {
+    let clock = advanceCpuClock(undefined, at(10, 10 * ns));
+    for (let ms = 1; ms <= 1000; ms++) clock = advanceCpuClock(clock, at(10 + ms / 1000, (10 + Math.floor(ms / 10) / 100) * ns));
+    assert.equal(Math.floor(clock.total.user), 1100);
+    assert.ok(clock.total.idle < 1, `idle ${clock.total.idle}`);
+  });
+
+  it("the share halves: idle grows at the new rate from then on, never backwards", () => {
+    let clock = advanceCpuClock(undefined, at(10, 5 * ns)); // 500 busy, 500 idle
+    clock = advanceCpuClock(clock, at(20, 10 * ns, 0.5)); // +500 busy, +0 idle (capacity 500)
+    assert.deepEqual([clock.total.user, clock.total.idle], [1000, 500]);
+    clock = advanceCpuClock(clock, at(30, 12 * ns, 0.5)); // +200 busy, +300 idle
+    assert.deepEqual([clock.total.user, clock.total.idle], [1200, 800]);
+  });
+
+  it("busy beyond capacity is owed by later idle, at most a second's worth", () => {
+    let clock = advanceCpuClock(undefined, at(10, 10 * ns)); // 1000 busy, 0 idle
+    clock = advanceCpuClock(clock, at(11, 13 * ns)); // +300 busy in 1 s: 200 over, owed up to 100
+    assert.deepEqual([clock.total.idle, clock.debt[0]], [0, 100]);
+    clock = advanceCpuClock(clock, at(13, 13 * ns)); // 200 idle capacity, 100 owed
+    assert.equal(clock.total.idle, 100);
   });
 });
 

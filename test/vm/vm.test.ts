@@ -11,20 +11,32 @@ for (const series of ["6.1", "6.12"]) {
   describe(`Debian's ${series} kernel, cgroup v2`, () => {
     it("procview on the host and in its DaemonSet pod serves each container its own figures", async () => {
       const k = kernel(series);
-      const r = await boot(k, `node --test --test-reporter=tap --test-concurrency=1 --test-timeout=600000 ${INSIDE}`, 15 * 60_000);
+      const command = `node --test --test-reporter=tap --test-concurrency=1 --test-timeout=600000 ${INSIDE}`;
+      let r = await boot(k, command, 15 * 60_000);
+      if (r.lockedUp) {
+        // The emulator, not the guest's tests: boot once more, and say so.
+        const stuck = r.output
+          .split("\n")
+          .filter((l) => /soft lockup|RIP:/.test(l))
+          .slice(0, 6);
+        console.log(`# ${series}: the guest's CPUs locked up under emulation; booting again. It printed:\n# ${stuck.join("\n# ")}`);
+        r = await boot(k, command, 15 * 60_000);
+        assert.ok(!r.lockedUp, `the guest's CPUs locked up twice under emulation:\n${r.output.slice(-3000)}`);
+      }
       const out = r.output.replace(/\r/g, "");
       const summary = (key: string) => Number(new RegExp(`^# ${key} (\\d+)$`, "m").exec(out)?.[1] ?? Number.NaN);
-      const tail = out.split("\n").slice(-60).join("\n");
+      // The guest's failures first (their names and errors), then the end of its console.
+      const lines = out.split("\n");
+      const failures = lines.flatMap((l, i) => (/not ok/.test(l) ? lines.slice(i, i + 12).filter((e) => !/^\s+at /.test(e)) : []));
+      const tail = [...failures, ...out.split("\n").slice(-40)].join("\n");
+      for (const line of lines.filter((l) =>
+        / kills: |orphaned read|journal off|diskstats in the container|256 MiB \/ 0.5 CPU container/.test(l),
+      ))
+        console.log(`# ${series}: ${line.replace(/^[# \\]+/, "")}`);
       assert.ok(!r.timedOut, `the guest did not power off within 15 min:\n${tail}`);
       assert.match(out, new RegExp(`procview-vm: guest up, kernel ${k.release.replace(/[.+]/g, "\\$&")}`), tail);
       assert.equal(summary("fail"), 0, tail);
-      assert.ok(summary("pass") >= 9, tail);
-      for (const line of out
-        .split("\n")
-        .filter((l) => l.includes(" kills: ") || l.includes("orphaned read") || l.includes("diskstats in the container")))
-        console.log(`# ${series}: ${line.replace(/^[# ]+/, "")}`);
-      for (const line of out.split("\n").filter((l) => l.includes("256 MiB / 0.5 CPU container")))
-        console.log(`# ${series}: ${line.replace(/^[# ]+/, "")}`);
+      assert.ok(summary("pass") >= 10, tail);
       console.log(`# ${k.release}: ${summary("pass")} tests passed in the guest; boot to power-off ${(r.ms / 1000).toFixed(1)} s`);
     });
   });
