@@ -2,7 +2,10 @@
 // values, with the cgroups it resolved to. Computed with the same renderer as the daemon.
 import * as fs from "node:fs";
 import { systemRenderer } from "../daemon/context";
+import type { LoadTable } from "../daemon/loads";
+import type { LoadEntry } from "../daemon/render";
 import { UsageError } from "../errors";
+import { layoutOf } from "../mounts/layout";
 
 interface Row {
   file: string;
@@ -31,12 +34,25 @@ const FIELDS: [string, string, (t: string) => string][] = [
   ["sys/devices/system/cpu/online", "online", (t) => t.trim()],
 ];
 
-export function inspect(pidArg: string, o: { json: boolean }): string {
+/**
+ * The load averages the daemon sampled last (its supervisor rewrites them every 5 s), so the
+ * load shown is the one the file shows; none when no daemon runs there.
+ */
+function daemonLoads(file: string): Map<string, LoadEntry> | undefined {
+  try {
+    return new Map(JSON.parse(fs.readFileSync(file, "utf8")) as LoadTable);
+  } catch {
+    return undefined;
+  }
+}
+
+export function inspect(pidArg: string, o: { json: boolean; mountpoint: string; stateDir?: string }): string {
   if (!/^\d+$/.test(pidArg)) throw new UsageError(`inspect: "${pidArg}" is not a process id`);
   const pid = Number(pidArg);
   if (!fs.existsSync(`/proc/${pid}`)) throw new UsageError(`inspect: no process ${pid}`);
-  // No load history here (the daemon keeps it): loadavg shows the current task counts.
-  const { renderer, reader } = systemRenderer({ get: () => undefined, watch: () => {} }, true);
+  const loadsFile = layoutOf(o.mountpoint, o.stateDir).loadsFile;
+  const loads = daemonLoads(loadsFile);
+  const { renderer, reader } = systemRenderer({ get: (dir) => loads?.get(dir), watch: () => {} }, true);
   const who = renderer.resolve(pid);
   const cgroups = typeof who === "string" ? {} : Object.fromEntries(Object.entries(who.cg.byController).map(([c, p]) => [c, p.dir]));
   const limits =
@@ -57,7 +73,10 @@ export function inspect(pidArg: string, o: { json: boolean }): string {
     rows.push({ file, field, container: pick(pair[0]), host: pick(pair[1]) });
   }
   const fallback = typeof who === "string" ? who : undefined;
-  if (o.json) return `${JSON.stringify({ pid, fallback, cgroups, limits, rows }, null, 2)}\n`;
+  const loadNote = loads
+    ? `load averages as the daemon sampled them (${loadsFile})`
+    : `no daemon's load samples at ${loadsFile}: load averages show 0.00`;
+  if (o.json) return `${JSON.stringify({ pid, fallback, cgroups, limits, rows, loads: loadNote }, null, 2)}\n`;
 
   const lines = [`pid ${pid}: ${fallback ? `served the host's files (${fallback})` : "served its container's view"}`];
   for (const [c, dir] of Object.entries(cgroups)) lines.push(`  ${c.padEnd(8)} ${dir}`);
@@ -68,7 +87,7 @@ export function inspect(pidArg: string, o: { json: boolean }): string {
       `  limits   memory ${mem}; cpuset ${limits.cpu.cpuset?.join(",") ?? "all"}; CFS quota ${quota}; shown CPUs ${limits.visibleCpus?.join(",")}`,
     );
   }
-  lines.push("");
+  lines.push(`  ${loadNote}`, "");
   const header: Row = { file: "FILE", field: "FIELD", container: "SEEN BY PID", host: "HOST" };
   const all = [header, ...rows];
   const w = (k: keyof Row) => Math.max(...all.map((r) => r[k].length));

@@ -49,9 +49,11 @@ function serveCommand(program: Command): void {
     .description("show what a process sees through procview next to the host's values")
     .argument("<pid>", "process id (as seen from the host)")
     .option("--json", "print JSON instead of a table")
-    .action(async (pid: string, o: { json?: boolean }) => {
+    .option("--mountpoint <dir>", "the daemon's mountpoint (its state directory has the load averages)", DEFAULT_MOUNTPOINT)
+    .option("--state-dir <dir>", STATE_DIR_HELP)
+    .action(async (pid: string, o: { json?: boolean; mountpoint: string; stateDir?: string }) => {
       const { inspect } = await import("./inspect.js");
-      process.stdout.write(inspect(pid, { json: Boolean(o.json) }));
+      process.stdout.write(inspect(pid, { json: Boolean(o.json), mountpoint: o.mountpoint, stateDir: o.stateDir }));
     });
 
   program

@@ -58,14 +58,33 @@ export class LoadSampler {
 export class PortLoads implements LoadSource {
   private table = new Map<string, LoadEntry>();
   private readonly asked = new Set<string>();
+  /** Asked-for cgroups a table has listed: one that a later table lacks went away. */
+  private readonly listed = new Set<string>();
 
   constructor(private readonly port: MessagePort) {}
 
-  get(dir: string): LoadEntry | undefined {
+  /**
+   * Takes every table that arrived and keeps the last. Called on every request too (the
+   * watchdog reads every second), so tables never pile up in the port while no one reads
+   * stat or loadavg: each is the whole table, every 5 s.
+   */
+  drain(): void {
+    let latest: LoadTable | undefined;
     for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) {
       const msg = m.message as LoadMessage;
-      if ("loads" in msg) this.table = new Map(msg.loads);
+      if ("loads" in msg) latest = msg.loads;
     }
+    if (!latest) return;
+    this.table = new Map(latest);
+    // The sampler drops a cgroup that went away; one re-created at the same path is asked for anew.
+    for (const dir of this.asked) {
+      if (this.table.has(dir)) this.listed.add(dir);
+      else if (this.listed.delete(dir)) this.asked.delete(dir);
+    }
+  }
+
+  get(dir: string): LoadEntry | undefined {
+    this.drain();
     return this.table.get(dir);
   }
 

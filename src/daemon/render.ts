@@ -5,7 +5,7 @@ import type { KeptFiles } from "../cgroup/files";
 import type { NamespaceInit, Processes } from "../cgroup/process";
 import { CLOCK_TICKS } from "../cgroup/process";
 import { CgroupReader, parseCpuList } from "../cgroup/reader";
-import { sampleTasks } from "../cgroup/tasks";
+import { NewestTasks } from "../cgroup/tasks";
 import { TtlCache } from "../cgroup/ttl";
 import type { CpuLimits, ReaderCgroups, TaskSample } from "../cgroup/types";
 import { renderCpuinfo } from "../views/cpuinfo";
@@ -91,10 +91,12 @@ export class Renderer {
   private readonly hostBases = new TtlCache<ViewName, string>(HOST_TTL_MS);
   private readonly online = new TtlCache<0, number[]>(HOST_TTL_MS);
   private readonly clocks: ClockStore;
+  private readonly newestTasks: NewestTasks;
 
   constructor(private readonly o: RendererOptions) {
     this.procRoot = o.procRoot ?? "/proc";
     this.clocks = o.clocks ?? new LocalClocks();
+    this.newestTasks = new NewestTasks(this.procRoot);
     this.sysCpuDir = o.sysCpuDir ?? "/sys/devices/system/cpu";
   }
 
@@ -246,12 +248,13 @@ export class Renderer {
         return at && renderUptime(e.seconds, at.clock.total.idle / CLOCK_TICKS);
       }
       case "proc/loadavg": {
-        // The averages from the 5-second samples (none yet: 0); the task counts and the
-        // newest pid as they are now, as the kernel's (the reader is often that newest pid).
+        // The averages and the running count from the 5-second samples (none yet: 0); the
+        // thread count and the newest pid as they are now, as the kernel's (the reader is
+        // often that newest pid).
         const e = this.loadEntry(r);
         const dir = this.taskDir(r);
-        const t = dir === undefined ? undefined : sampleTasks(dir, this.procRoot);
-        if (t) return renderLoadavg(e?.load ?? [0, 0, 0], t.running, t.total, t.lastPid);
+        const t = dir === undefined ? undefined : this.newestTasks.sample(dir);
+        if (t) return renderLoadavg(e?.load ?? [0, 0, 0], e?.running ?? 0, t.total, t.lastPid);
         return e && renderLoadavg(e.load, e.running, e.total, e.lastPid);
       }
       case "proc/diskstats": {

@@ -101,6 +101,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
     probe: opts.watchdog ? path.join(layout.fsDir, "proc/uptime") : undefined,
     servingPid: layout.servingFile,
     clocks: layout.clocksFile,
+    loads: layout.loadsFile,
   });
   serving.start();
 
@@ -119,7 +120,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
       // The serving process leaves its loop when the kernel reports the unmount (ENODEV).
       await serving.stop();
       fs.closeSync(fd);
-      fs.rmSync(layout.servingFile, { force: true });
+      for (const f of [layout.servingFile, layout.loadsFile]) fs.rmSync(f, { force: true });
       if (ownFusectl) unmountFusectl();
       metricsServer?.close();
       resolve(code);

@@ -58,6 +58,16 @@ const RESTARTS_BEFORE_BACKOFF = 20;
 // figure a node pays for three processes.
 const CHILD_V8_FLAGS = ["--max-semi-space-size=1"];
 
+/** A root-only record in the state directory, replaced whole (a reader never sees half of one). */
+function writeAtomically(file: string, text: string): void {
+  try {
+    fs.writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
+    fs.renameSync(`${file}.tmp`, file);
+  } catch {
+    // The state directory went away (uninstall): the record is only for people and inspect.
+  }
+}
+
 export class ServingProcesses {
   private stopping = false;
   private generation = 0;
@@ -89,10 +99,15 @@ export class ServingProcesses {
       servingPid?: string;
       /** Where the containers' CPU clocks are saved for the next daemon (see ./clocks). */
       clocks?: string;
+      /** Where the load table is written after each sample, for `procview inspect`. */
+      loads?: string;
     } = {},
   ) {
     if (files.clocks) this.clocksFd = openClocksFile(this.hostCpus, files.clocks);
-    this.sampler = new LoadSampler((loads) => this.active?.connected && this.active.send({ loads } satisfies ToChild));
+    this.sampler = new LoadSampler((loads) => {
+      if (this.active?.connected) this.active.send({ loads } satisfies ToChild);
+      if (files.loads) writeAtomically(files.loads, JSON.stringify(loads));
+    });
   }
 
   start(): void {
@@ -139,7 +154,8 @@ export class ServingProcesses {
   /** Stops the standby at once; resolves when the serving process has left (the unmount ends its loop). */
   /** Saves the CPU clocks for the next daemon; a failure costs continuity only, so it is logged. */
   private saveClocks(): void {
-    if (this.clocksFd === undefined || !this.files.clocks) return;
+    // No state directory: uninstalled, nothing to carry on.
+    if (this.clocksFd === undefined || !this.files.clocks || !fs.existsSync(path.dirname(this.files.clocks))) return;
     try {
       saveClocksFile(this.clocksFd, this.hostCpus, this.files.clocks);
     } catch (e) {
@@ -172,11 +188,7 @@ export class ServingProcesses {
       // It died between "ready" and "go": its exit handler asks for the next standby.
       if (e) this.log.warn({ pid: next.pid, err: e.message }, "standby could not be told to serve");
     });
-    if (this.files.servingPid && next.pid) {
-      const tmp = `${this.files.servingPid}.tmp`;
-      fs.writeFileSync(tmp, `${next.pid}\n`, { mode: 0o600 });
-      fs.renameSync(tmp, this.files.servingPid);
-    }
+    if (this.files.servingPid && next.pid) writeAtomically(this.files.servingPid, `${next.pid}\n`);
     // The load history survives its predecessor: hand it over at once.
     if (next.connected) next.send({ loads: this.sampler.table() } satisfies ToChild);
     this.spawnStandby();

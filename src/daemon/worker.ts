@@ -29,7 +29,8 @@ const onUnplaced = (pid: number, procCgroup: string) => {
   const msg = "a reader's cgroup is outside the cgroup trees this daemon can see; it gets the host's files";
   process.stderr.write(`${JSON.stringify({ level: 40, time: Date.now(), component: "serve", pid, cgroup: procCgroup.trim(), msg })}\n`);
 };
-const { renderer } = systemRenderer(new PortLoads(cfg.loadPort), cfg.cpuQuota, onUnplaced, clockStore(cfg.clocksFd, cfg.hostCpus));
+const loads = new PortLoads(cfg.loadPort);
+const { renderer } = systemRenderer(loads, cfg.cpuQuota, onUnplaced, clockStore(cfg.clocksFd, cfg.hostCpus));
 const counters = new ReadCounters(cfg.metrics);
 const tree = new ProcviewTree(renderer, undefined, (view, r, us, container) => counters.record(view, r, us, container), cfg.generation);
 // Warm the read path (cgroup files, host files, views) before the first real request.
@@ -37,4 +38,4 @@ for (const v of ["proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime"] as 
 // Whatever a predecessor read but never answered comes back to us: resent by the kernel
 // (FUSE 7.40+), or from the journal it kept (older kernels).
 requestResend(cfg.fd);
-serveLoop(cfg.fd, tree, cfg.journalFd);
+serveLoop(cfg.fd, tree, cfg.journalFd, () => loads.drain());

@@ -196,8 +196,9 @@ const REPLAYS_BEFORE_REFUSING = 2;
  * Unknown opcodes get ENOSYS, which the kernel remembers for FLUSH, ACCESS, GETXATTR and
  * friends, so they stop coming. With `journalFd` (kernels that cannot resend), whatever a
  * predecessor left unanswered is answered first and every request is journalled.
+ * `afterEach` runs after every reply (the worker's housekeeping).
  */
-export function serveLoop(fd: number, f: FileSystem, journalFd?: number): void {
+export function serveLoop(fd: number, f: FileSystem, journalFd?: number, afterEach?: () => void): void {
   const answer = answerer(fd, f);
   const journal = journalFd === undefined ? undefined : new Journal(journalFd, IN_BUFFER_SIZE);
   if (journal) {
@@ -221,6 +222,7 @@ export function serveLoop(fd: number, f: FileSystem, journalFd?: number): void {
     journal?.recorded(n);
     if (!answer(req.subarray(0, n))) return;
     journal?.answered();
+    afterEach?.();
   }
 }
 

@@ -29,6 +29,8 @@ export interface Layout {
   servingFile: string;
   /** The containers' CPU clocks, saved by a stopping daemon for the next one. */
   clocksFile: string;
+  /** The load averages the daemon samples, for `procview inspect` (rewritten every 5 s). */
+  loadsFile: string;
 }
 
 /** The state directory defaults to a sibling of the mountpoint: /var/lib/procview.state. */
@@ -43,6 +45,7 @@ export function layoutOf(mountpoint: string, stateDir?: string): Layout {
     handoverFile: path.join(state, "handover.json"),
     servingFile: path.join(state, "serving.pid"),
     clocksFile: path.join(state, "cpu-clocks"),
+    loadsFile: path.join(state, "loads.json"),
   };
 }
 

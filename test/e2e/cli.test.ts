@@ -80,6 +80,33 @@ describe("procview inspect", () => {
       c.destroy();
     }
   });
+  it("shows the load average the container's own /proc/loadavg shows (the daemon's samples)", async () => {
+    const pv = await startProcview();
+    const c = new Container({ memoryBytes: 256 * 1024 * 1024, cpus: "0-1", source: pv.dir });
+    const busy = c.shAsync("timeout 20 sh -c 'while :; do :; done'; true");
+    try {
+      const fileLoad = () => Number(c.sh("cut -d' ' -f1 /proc/loadavg"));
+      // The first 5-second sample of a busy task makes the 1-minute load 0.08.
+      for (const end = Date.now() + 15_000; fileLoad() === 0; await new Promise((r) => setTimeout(r, 250)))
+        if (Date.now() > end) throw new Error("the container's load stayed 0.00");
+      let seen = "";
+      let shown = "";
+      // A sample may land between the two reads: the next pair agrees.
+      for (let i = 0; i < 3 && (seen === "" || seen !== shown); i++) {
+        seen = c.sh("cut -d' ' -f1 /proc/loadavg").trim();
+        const r = procview(["inspect", "--mountpoint", pv.dir, String(c.pid)]);
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stdout, /load averages as the daemon sampled them/);
+        shown = /^proc\/loadavg\s+1-minute load\s+(\S+)\s/m.exec(r.stdout)?.[1] ?? "";
+      }
+      assert.equal(shown, seen);
+      assert.ok(Number(shown) > 0, shown);
+    } finally {
+      c.destroy();
+      await busy.catch(() => undefined);
+      await pv.stop();
+    }
+  });
   it("rejects a pid that is not a number or not running", () => {
     assertOneLineError(procview(["inspect", "abc"]), /not a process id/);
     assertOneLineError(procview(["inspect", "99999999"]), /no process/);

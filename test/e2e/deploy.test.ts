@@ -96,6 +96,21 @@ describe("deploy/base", () => {
     assert.deepEqual(byNamespace.objectSelector, {
       matchExpressions: [{ key: "procview.io/inject", operator: "NotIn", values: ["false"] }],
     });
+    // Pod Security baseline and restricted reject hostPath volumes: no entry is called for a
+    // pod there (it is created as it is), whichever way it opted in; privileged is injected.
+    const calls = (nsLabels: Record<string, string>, podLabels: Record<string, string>) =>
+      mwc.webhooks.filter((w: Webhook) => selects(w.namespaceSelector, nsLabels) && selects(w.objectSelector, podLabels)).length;
+    const named = (name: string, labels: Record<string, string> = {}) => ({ "kubernetes.io/metadata.name": name, ...labels });
+    for (const level of ["baseline", "restricted"]) {
+      const psa = { "pod-security.kubernetes.io/enforce": level };
+      assert.equal(calls(named("apps", { "procview.io/inject": "enabled", ...psa }), {}), 0, `namespace opt-in, ${level}`);
+      assert.equal(calls(named("apps", psa), { "procview.io/inject": "true" }), 0, `pod opt-in, ${level}`);
+    }
+    const privileged = { "pod-security.kubernetes.io/enforce": "privileged" };
+    assert.equal(calls(named("apps", { "procview.io/inject": "enabled", ...privileged }), {}), 1);
+    assert.equal(calls(named("apps", privileged), { "procview.io/inject": "true" }), 1);
+    assert.equal(calls(named("apps"), { "procview.io/inject": "true" }), 1);
+    assert.equal(calls(named("apps"), {}), 0, "a pod that did not opt in never reaches the webhook");
     // The kit's own namespace is out of both entries by its label, not by its name.
     const ns = find(objs, "Namespace", "procview-system") as unknown as { metadata: { labels: Record<string, string> } };
     assert.equal(ns.metadata.labels["procview.io/inject"], "disabled");
@@ -284,3 +299,34 @@ describe("Dockerfile", () => {
     }
   });
 });
+
+interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: "In" | "NotIn" | "Exists" | "DoesNotExist"; values?: string[] }[];
+}
+interface Webhook {
+  namespaceSelector?: LabelSelector;
+  objectSelector?: LabelSelector;
+}
+
+/** A label selector as the API server applies it (NotIn and DoesNotExist match a missing key). */
+function selects(sel: LabelSelector | undefined, labels: Record<string, string>): boolean {
+  if (!sel) return true;
+  const has = (k: string) => Object.hasOwn(labels, k);
+  return (
+    Object.entries(sel.matchLabels ?? {}).every(([k, v]) => labels[k] === v) &&
+    (sel.matchExpressions ?? []).every((e) => {
+      switch (e.operator) {
+        case "In":
+          return has(e.key) && (e.values ?? []).includes(labels[e.key]);
+        case "NotIn":
+          return !has(e.key) || !(e.values ?? []).includes(labels[e.key]);
+        case "Exists":
+          return has(e.key);
+        case "DoesNotExist":
+          return !has(e.key);
+      }
+      return false;
+    })
+  );
+}

@@ -328,6 +328,54 @@ describe("/proc/stat's clock", () => {
     assert.deepEqual([clock.total.user, clock.total.idle], [1200, 800]);
   });
 
+  it("per CPU (v1): each shown CPU advances by its own host CPU's usage; a CPU that goes and comes back carries on", () => {
+    const usage = (u0: number, s0: number, u1: number, s1: number) => ({
+      userNs: (u0 + u1) * ns,
+      systemNs: (s0 + s1) * ns,
+      perCpu: [
+        { userNs: u0 * ns, systemNs: s0 * ns },
+        { userNs: u1 * ns, systemNs: s1 * ns },
+      ],
+    });
+    const both = { visible: [0, 1], pool: [0, 1], share: 1 };
+    const cpuLines = (text: string) => text.split("\n").filter((l) => l.startsWith("cpu"));
+    let clock = advanceCpuClock(undefined, { ...both, usage: usage(1, 0.5, 2, 0), elapsed: 10 });
+    clock = advanceCpuClock(clock, { ...both, usage: usage(1.5, 0.5, 2, 0.25), elapsed: 11 });
+    assert.deepEqual(cpuLines(renderStat(HOST_STAT, { ...both, usage: usage(1.5, 0.5, 2, 0.25), elapsed: 11 }, clock)), [
+      "cpu  350 0 75 1775 0 0 0 0 0 0",
+      "cpu0 150 0 50 900 0 0 0 0 0 0",
+      "cpu1 200 0 25 875 0 0 0 0 0 0",
+    ]);
+    // The cpuset shrinks to host CPU 1: one CPU shown, all usage folded onto it.
+    const one = { visible: [1], pool: [1], share: 1, usage: usage(1.5, 0.5, 2.5, 0.25), elapsed: 12 };
+    clock = advanceCpuClock(clock, one);
+    assert.deepEqual(cpuLines(renderStat(HOST_STAT, one, clock)), ["cpu  400 0 75 1825 0 0 0 0 0 0", "cpu0 200 0 50 950 0 0 0 0 0 0"]);
+    // Back to two: cpu1 carries on from where it was (+100 idle over the second).
+    const again = { ...both, usage: usage(2, 0.5, 2.5, 0.25), elapsed: 13 };
+    clock = advanceCpuClock(clock, again);
+    assert.deepEqual(cpuLines(renderStat(HOST_STAT, again, clock)).slice(1), [
+      "cpu0 250 0 50 1000 0 0 0 0 0 0",
+      "cpu1 200 0 25 975 0 0 0 0 0 0",
+    ]);
+    // A host CPU the last read did not list (hot-added) counts from 0.
+    const wider = {
+      ...again,
+      usage: { ...usage(2, 0.5, 2.5, 0.25), perCpu: [...usage(2, 0.5, 2.5, 0.25).perCpu, { userNs: ns, systemNs: 0 }] },
+      elapsed: 14,
+    };
+    clock = advanceCpuClock(clock, wider);
+    assert.equal(Math.floor(clock.total.user), 550);
+  });
+
+  it("starts afresh for a new container in the same cgroup (elapsed went back) or a usage of the other kind", () => {
+    const old = advanceCpuClock(advanceCpuClock(undefined, at(100, 50 * ns)), at(200, 60 * ns));
+    const fresh = advanceCpuClock(old, at(5, 1 * ns));
+    assert.deepEqual([fresh.total.user, fresh.total.idle], [100, 400]);
+    const v2 = { ...at(201, 61 * ns), usage: { userNs: 61 * ns, systemNs: 0, perCpu: null } };
+    const other = advanceCpuClock(old, v2);
+    assert.deepEqual([other.total.user, other.total.idle], [6100, 14000]);
+  });
+
   it("busy beyond capacity is owed by later idle, at most a second's worth", () => {
     let clock = advanceCpuClock(undefined, at(10, 10 * ns)); // 1000 busy, 0 idle
     clock = advanceCpuClock(clock, at(11, 13 * ns)); // +300 busy in 1 s: 200 over, owed up to 100
