@@ -99,6 +99,7 @@ describe("procview inspect", () => {
         assert.match(r.stdout, /load averages as the daemon sampled them/);
         shown = /^proc\/loadavg\s+1-minute load\s+(\S+)\s/m.exec(r.stdout)?.[1] ?? "";
       }
+      console.log(`# 1-minute load: inspect ${shown}, the container's file ${seen}`);
       assert.equal(shown, seen);
       assert.ok(Number(shown) > 0, shown);
     } finally {
