@@ -6,6 +6,7 @@ import { constants } from "node:os";
 import * as path from "node:path";
 import type { Caller, Entry, Errno, FileSystem, Opened } from "../fuse/fs";
 import { type Attr, type DirEntry, DT_DIR, DT_LNK, DT_REG, S_IFDIR, S_IFREG } from "../fuse/protocol";
+import { renumberCacheId, renumberCpuFile } from "../views/cpus";
 import { type Rendered, type Renderer, VIEWS, type ViewName } from "./render";
 
 const E = constants.errno;
@@ -16,6 +17,7 @@ const STATIC_VALID = 3600;
 const HOST_VALID = 1;
 const CPU_DIR = "sys/devices/system/cpu";
 const CPU_ENTRY = /^cpu(\d+)$/;
+const CACHE_ID = /^cpu\d+\/cache\/(index\d+)\/id$/;
 // Passed-through entries get inode numbers from their path, so that a serving process
 // started after a crash gives the kernel's cached inodes the same meaning.
 const HOST_INO_BASE = 2 ** 20;
@@ -218,10 +220,22 @@ export class ProcviewTree implements FileSystem {
       this.onRead?.(node.view, r, Number(process.hrtime.bigint() - started) / 1000, r.cgroup);
       return Buffer.from(r.text, "latin1");
     }
-    const p = node.kind === "host" ? this.hostPathFor(node.rel, caller) : undefined;
+    if (node.kind !== "host") return E.ENOENT;
+    const visible = this.renderer.visibleFor(caller.pid);
+    const p = this.hostPath(node.rel, visible);
     if (p === undefined) return E.ENOENT;
     try {
-      return fs.readFileSync(p);
+      const data = fs.readFileSync(p);
+      if (!visible) return data;
+      // Topology and cache sharing name CPUs: in the reader's numbers, only those it is shown.
+      const cache = CACHE_ID.exec(node.rel);
+      const renumbered = cache
+        ? renumberCacheId(
+            Number(data.toString("latin1")),
+            visible.map((h) => Number(fs.readFileSync(path.join(this.hostCpuDir, `cpu${h}`, "cache", cache[1], "id"), "latin1"))),
+          )
+        : renumberCpuFile(node.rel, data.toString("latin1"), visible);
+      return renumbered ? Buffer.from(renumbered, "latin1") : data;
     } catch (e) {
       return (e as NodeJS.ErrnoException).errno ? -((e as NodeJS.ErrnoException).errno as number) : E.EIO;
     }

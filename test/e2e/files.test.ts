@@ -137,3 +137,43 @@ describe("serve --no-cpu-quota", () => {
     assert.equal(seen.freeTotal, 256 * MiB);
   });
 });
+
+describe("the CPU topology a container is shown", () => {
+  let pv: Daemon;
+  const cs: Container[] = [];
+  before(async () => {
+    pv = await startProcview();
+  });
+  after(async () => {
+    for (const c of cs) c.destroy();
+    await pv?.stop();
+  });
+
+  /** What lscpu -p prints on a machine with only `cpu`: every id 0, the host's empty columns empty. */
+  const oneCpuMachine = (cpu: number) => {
+    const line = spawnSync("lscpu", ["-p"], { encoding: "utf8" })
+      .stdout.split("\n")
+      .find((l) => l.startsWith(`${cpu},`));
+    assert.ok(line, `the host's lscpu -p has no CPU ${cpu}`);
+    return line.replace(/\d+/g, "0");
+  };
+  const parsable = (c: Container) => c.sh("lscpu -p | grep -v '^#'").trim();
+
+  it('cpuset "1": lscpu -p and -e print what a 1-CPU machine prints; topology and caches name only cpu0', () => {
+    const c = new Container({ memoryBytes: 256 * MiB, cpus: "1", source: pv.dir });
+    cs.push(c);
+    assert.equal(parsable(c), oneCpuMachine(1));
+    assert.match(c.sh("lscpu -e").trim().split("\n")[1], /^\s*0\s+0\s+0\s+0\s+0:0:0:0\s+yes$/);
+    const sys = "/sys/devices/system/cpu/cpu0";
+    assert.equal(c.sh(`cat ${sys}/topology/core_cpus_list ${sys}/topology/package_cpus_list ${sys}/topology/thread_siblings`), "0\n0\n1\n");
+    for (const index of fs.readdirSync("/sys/devices/system/cpu/cpu1/cache").filter((d) => d.startsWith("index")))
+      assert.equal(c.sh(`cat ${sys}/cache/${index}/shared_cpu_list ${sys}/cache/${index}/id`), "0\n0\n", index);
+  });
+
+  it('a 0.5-CPU quota on cpuset "0-1": one CPU, and lscpu agrees', () => {
+    const c = new Container({ memoryBytes: 256 * MiB, cpuQuota: 0.5, cpus: "0-1", source: pv.dir });
+    cs.push(c);
+    assert.equal(parsable(c), oneCpuMachine(0));
+    assert.equal(c.sh("cat /sys/devices/system/cpu/cpu0/topology/package_cpus_list"), "0\n");
+  });
+});

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { renderCpuinfo } from "../../src/views/cpuinfo";
-import { cpuShare, renderCpuRange, visibleCpus } from "../../src/views/cpus";
+import { cpuShare, renumberCacheId, renderCpuRange, renumberCpuFile, visibleCpus } from "../../src/views/cpus";
 import { renderDiskstats, renderPartitions } from "../../src/views/disk";
 import { decayLoad, renderLoadavg } from "../../src/views/loadavg";
 import { renderMeminfo } from "../../src/views/meminfo";
@@ -300,6 +300,27 @@ describe("/proc/stat", () => {
       out.split("\n").slice(0, 3).join("\n"),
       "cpu  300 0 100 0 0 0 0 0 0 0\ncpu0 150 0 50 0 0 0 0 0 0 0\ncpu1 150 0 50 0 0 0 0 0 0 0",
     );
+  });
+});
+
+describe("sysfs CPU files renumbered for the shown CPUs", () => {
+  // Shown CPUs 0, 1, 2 are host CPUs 8, 33 and 40.
+  const visible = [8, 33, 40];
+  it("lists and masks keep only shown CPUs, in the reader's numbers; other files are left alone", () => {
+    assert.equal(renumberCpuFile("cpu0/topology/core_cpus_list", "8-9\n", visible), "0\n");
+    assert.equal(renumberCpuFile("cpu1/topology/package_cpus_list", "0-39\n", visible), "0-1\n");
+    assert.equal(renumberCpuFile("cpu2/cache/index3/shared_cpu_list", "8,33,40-47\n", visible), "0-2\n");
+    assert.equal(renumberCpuFile("cpu0/topology/thread_siblings", "00000000,00000300\n", visible), "1\n");
+    assert.equal(renumberCpuFile("cpu2/cache/index2/shared_cpu_map", "0000ff00,00000000\n", visible), "4\n");
+    assert.equal(renumberCpuFile("cpu0/topology/core_id", "4\n", visible), undefined);
+    assert.equal(renumberCpuFile("cpu0/cache/index0/size", "48K\n", visible), undefined);
+    // 40 shown CPUs: a mask of two 32-bit words, the first as wide as it needs.
+    const wide = Array.from({ length: 40 }, (_, i) => i);
+    assert.equal(renumberCpuFile("cpu0/topology/die_cpus", "ff,00000001\n", wide), "ff,00000001\n");
+  });
+  it("a cache's id is its rank among the shown CPUs' caches of that level", () => {
+    assert.equal(renumberCacheId(7, [3, 7, 7, 12]), "1\n");
+    assert.equal(renumberCacheId(3, [3]), "0\n");
   });
 });
 
