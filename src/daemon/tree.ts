@@ -21,6 +21,8 @@ const CACHE_ID = /^cpu\d+\/cache\/(index\d+)\/id$/;
 // Passed-through entries get inode numbers from their path, so that a serving process
 // started after a crash gives the kernel's cached inodes the same meaning.
 const HOST_INO_BASE = 2 ** 20;
+/** The most text kept for open handles' later offsets, in all. */
+const MAX_SNAPSHOT_BYTES = 16 * 2 ** 20;
 
 /** 48 bits of FNV-1a (two 32-bit passes with different offsets): stable across processes. */
 function pathIno(rel: string): number {
@@ -53,6 +55,9 @@ export class ProcviewTree implements FileSystem {
   private readonly nodes = new Map<number, Node>();
   private readonly hostInos = new Map<string, number>();
   private readonly handles = new Map<number, Handle>();
+  /** Bytes of handles' texts kept, and the handles that keep one, oldest first (see keepSnapshot). */
+  private snapshotBytes = 0;
+  private readonly snapshotted = new Set<Handle>();
   private nextIno = ROOT;
   private nextFh: number;
   private readonly started = Math.floor(Date.now() / 1000);
@@ -255,12 +260,41 @@ export class ProcviewTree implements FileSystem {
     if (offset === 0 || !h.snapshot) {
       const c = this.content(h.node, caller.pid === 0 ? { ...caller, pid: h.opener } : caller);
       if (typeof c === "number") return c;
-      h.snapshot = c;
+      this.keepSnapshot(h, c);
     }
-    return h.snapshot.subarray(offset, offset + size);
+    const out = (h.snapshot as Buffer).subarray(offset, offset + size);
+    // The read past the end that every reader makes: it has the whole file, the text can go
+    // (a reader that comes back reads from 0 and gets a fresh one anyway).
+    if (out.length === 0) this.dropSnapshot(h);
+    return out;
+  }
+
+  /**
+   * Keeps a handle's text for its later offsets, at most MAX_SNAPSHOT_BYTES in all: past that
+   * the oldest handles' texts go (a reader holding many files open, read but not to their
+   * end, must not grow this process without bound).
+   */
+  private keepSnapshot(h: Handle, text: Buffer): void {
+    this.dropSnapshot(h);
+    h.snapshot = text;
+    this.snapshotBytes += text.length;
+    this.snapshotted.add(h);
+    // Oldest first; the newest (h) is last, so it stays.
+    for (const other of this.snapshotted) {
+      if (this.snapshotBytes <= MAX_SNAPSHOT_BYTES || other === h) return;
+      this.dropSnapshot(other);
+    }
+  }
+
+  private dropSnapshot(h: Handle): void {
+    if (h.snapshot) this.snapshotBytes -= h.snapshot.length;
+    h.snapshot = undefined;
+    this.snapshotted.delete(h);
   }
 
   release(_ino: number, fh: number): void {
+    const h = this.handles.get(fh);
+    if (h) this.dropSnapshot(h);
     this.handles.delete(fh);
   }
 

@@ -30,7 +30,7 @@ const onUnplaced = (pid: number, procCgroup: string) => {
   process.stderr.write(`${JSON.stringify({ level: 40, time: Date.now(), component: "serve", pid, cgroup: procCgroup.trim(), msg })}\n`);
 };
 const loads = new PortLoads(cfg.loadPort);
-const { renderer } = systemRenderer(loads, cfg.cpuQuota, onUnplaced, clockStore(cfg.clocksFd, cfg.hostCpus));
+const { renderer, files } = systemRenderer(loads, cfg.cpuQuota, onUnplaced, clockStore(cfg.clocksFd, cfg.hostCpus));
 const counters = new ReadCounters(cfg.metrics);
 const tree = new ProcviewTree(renderer, undefined, (view, r, us, container) => counters.record(view, r, us, container), cfg.generation);
 // Warm the read path (cgroup files, host files, views) before the first real request.
@@ -38,4 +38,7 @@ for (const v of ["proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime"] as 
 // Whatever a predecessor read but never answered comes back to us: resent by the kernel
 // (FUSE 7.40+), or from the journal it kept (older kernels).
 requestResend(cfg.fd);
-serveLoop(cfg.fd, tree, cfg.journalFd, () => loads.drain());
+serveLoop(cfg.fd, tree, cfg.journalFd, () => {
+  loads.drain();
+  files.sweep();
+});

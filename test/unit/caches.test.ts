@@ -56,6 +56,31 @@ describe("kept descriptors", () => {
     assert.equal(files.size, 0);
     files.close();
   });
+
+  it("a sweep closes the descriptors of a removed cgroup, once unread for 30 s", () => {
+    const cg = path.join("/sys/fs/cgroup/pids", `pv-caches-${process.pid}`);
+    fs.mkdirSync(cg);
+    let t = 1_000_000;
+    const files = new KeptFiles(4096, () => t);
+    try {
+      assert.equal(files.read(path.join(cg, "pids.max")), "max\n");
+      assert.ok(files.read("/proc/self/stat"));
+      fs.rmdirSync(cg);
+      t += 10_000;
+      files.sweep();
+      assert.equal(files.size, 2, "unread for less than 30 s: not looked at");
+      t += 25_000;
+      files.read("/proc/self/stat"); // read lately: not looked at either
+      files.sweep();
+      assert.equal(files.size, 1, "the removed cgroup's descriptor is closed");
+      t += 31_000;
+      files.sweep();
+      assert.equal(files.size, 1, "a live file unread for long is kept");
+    } finally {
+      files.close();
+      if (fs.existsSync(cg)) fs.rmdirSync(cg);
+    }
+  });
 });
 
 describe("limits kept for a while", () => {
