@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, describe, it } from "node:test";
-import { sampleTasks } from "../../src/cgroup/tasks";
+import { NewestTasks, sampleTasks } from "../../src/cgroup/tasks";
 import { type Fixture, fixtureSystem, GiB, MiB, READER_PID, StaticLoads, v1MemoryStat } from "../helpers/fixtures";
 
 const UNLIMITED = "9223372036854771712";
@@ -317,6 +317,27 @@ describe("a cgroup's tasks, as loadavg counts them", () => {
       // 77 is listed but gone by the time its stat is read: not counted.
       assert.deepEqual(sampleTasks(path.join(root, "cg"), root), { running: 2, uninterruptible: 1, total: 4, lastPid: 9 });
       assert.equal(sampleTasks(path.join(root, "gone"), root), undefined);
+
+      // The per-read newest thread: the same answer, then only new threads are looked at.
+      const newest = new NewestTasks(root);
+      const cg = path.join(root, "cg");
+      assert.deepEqual(newest.sample(cg), { total: 4, lastPid: 9 });
+      // 32000's start changes on disk (it cannot, really): a thread seen before is not read again.
+      fs.writeFileSync(path.join(root, "32000", "stat"), stat(32000, "S", 5000));
+      assert.deepEqual(newest.sample(cg), { total: 4, lastPid: 9 });
+      // A new thread started last is the newest.
+      fs.mkdirSync(path.join(root, "50"));
+      fs.writeFileSync(path.join(root, "50", "stat"), stat(50, "R", 1000));
+      fs.writeFileSync(path.join(root, "50", "status"), "NSpid:\t50\t31\n");
+      fs.appendFileSync(path.join(cg, "tasks"), "50\n");
+      assert.deepEqual(newest.sample(cg), { total: 5, lastPid: 31 });
+      // 32000 leaves and a thread of that number comes back: read afresh (it started last).
+      fs.writeFileSync(path.join(cg, "tasks"), "12\n11\n40\n50\n");
+      assert.deepEqual(newest.sample(cg), { total: 4, lastPid: 31 });
+      fs.writeFileSync(path.join(cg, "tasks"), "12\n11\n40\n50\n32000\n");
+      assert.deepEqual(newest.sample(cg), { total: 5, lastPid: 1 });
+      fs.rmSync(cg, { recursive: true });
+      assert.equal(newest.sample(cg), undefined);
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
