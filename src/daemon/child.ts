@@ -27,7 +27,8 @@ export interface ChildConfig {
 }
 
 /** Messages between the supervisor and a serving process. */
-export type ToChild = { go: true } | { loads: LoadTable };
+/** `go`: serve now; `priorFailed`: the last serving process crashed or hung (rather than being killed from outside). */
+export type ToChild = { go: true; priorFailed: boolean } | { loads: LoadTable };
 export type FromChild = { ready: true } | { values: number[] } | { watch: string };
 
 const cfg = JSON.parse(process.env.PROCVIEW_CHILD ?? "{}") as ChildConfig;
@@ -60,7 +61,7 @@ process.on("message", (m: ToChild) => {
   serving = true;
   process.title = "procview-serving";
   const worker = new Worker(path.join(__dirname, "worker.js"), {
-    workerData,
+    workerData: { ...workerData, priorFailed: m.priorFailed },
     transferList: [channel.port2],
     // Renders allocate short-lived strings only: a small young generation keeps RSS low.
     resourceLimits: { maxYoungGenerationSizeMb: 4 },

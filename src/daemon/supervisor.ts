@@ -79,6 +79,10 @@ export class ServingProcesses {
   private readonly sampler: LoadSampler;
   private watchdog?: NodeJS.Timeout;
   private probing = false;
+  /** The serving process the watchdog killed for hanging, if any. */
+  private hungKilled?: ChildProcess;
+  /** Whether the last serving process ended by a crash or a hang (not killed from outside). */
+  private priorFailed = false;
   /** The serving processes' one-request journal, on kernels that cannot resend (see fuse/server). */
   // PROCVIEW_JOURNAL=off measures what the journal buys (the VM test bed does); nothing else should set it.
   private readonly hostCpus = possibleCpus();
@@ -144,6 +148,7 @@ export class ServingProcesses {
       if (!r.ok && r.why === "timeout" && serving === this.active && !this.stopping) {
         this.metrics.hangs.inc();
         this.log.warn({ pid: serving.pid, waitedMs: HUNG_MS }, "serving process not answering: killing it; the standby takes over");
+        this.hungKilled = serving;
         serving.kill("SIGKILL");
       }
     } finally {
@@ -184,7 +189,7 @@ export class ServingProcesses {
     this.standby = undefined;
     this.standbyReady = false;
     this.needServer = false;
-    next.send({ go: true } satisfies ToChild, (e) => {
+    next.send({ go: true, priorFailed: this.priorFailed } satisfies ToChild, (e) => {
       // It died between "ready" and "go": its exit handler asks for the next standby.
       if (e) this.log.warn({ pid: next.pid, err: e.message }, "standby could not be told to serve");
     });
@@ -232,6 +237,9 @@ export class ServingProcesses {
     }
     if (child === this.active) {
       this.active = undefined;
+      // A crash, or a hang the watchdog ended, may be the request's doing; a SIGKILL from
+      // outside (the OOM killer, an operator) is not (see fuse/journal: poison requests).
+      this.priorFailed = signal !== "SIGKILL" || this.hungKilled === child;
       this.metrics.carryOver();
       if (this.stopping) return;
       this.needServer = true;

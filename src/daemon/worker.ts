@@ -13,6 +13,8 @@ export interface WorkerConfig {
   /** The shared CPU clocks (see ./clocks), for `hostCpus` CPUs. */
   clocksFd?: number;
   hostCpus: number;
+  /** The last serving process crashed or hung: a request it left in the journal counts against that request. */
+  priorFailed?: boolean;
   cpuQuota: boolean;
   loadPort: MessagePort;
   generation: number;
@@ -38,7 +40,7 @@ for (const v of ["proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime"] as 
 // Whatever a predecessor read but never answered comes back to us: resent by the kernel
 // (FUSE 7.40+), or from the journal it kept (older kernels).
 requestResend(cfg.fd);
-serveLoop(cfg.fd, tree, cfg.journalFd, () => {
+serveLoop(cfg.fd, tree, { fd: cfg.journalFd, priorFailed: cfg.priorFailed ?? false }, () => {
   loads.drain();
   files.sweep();
 });

@@ -87,12 +87,15 @@ export class Journal {
 
   /**
    * What a predecessor read and never marked answered, if anything, and how many successors
-   * started on it (this one counted). The request's own header gives its length.
+   * started on it without being killed from outside (this one counted): a predecessor killed
+   * by the OOM killer or an operator (`priorFailed` false) says nothing against the request,
+   * and its own count is taken back. The request's own header gives its length.
    */
-  pending(headerSize: number): { request: Buffer; attempts: number } | undefined {
+  pending(headerSize: number, priorFailed: boolean): { request: Buffer; attempts: number } | undefined {
     const len = this.request.readUInt32LE(0);
     if (len < headerSize || len > this.request.length) return undefined;
-    const attempts = this.all.readUInt32LE(0) + 1;
+    const before = this.all.readUInt32LE(0);
+    const attempts = (priorFailed ? before : Math.max(0, before - 1)) + 1;
     this.all.writeUInt32LE(attempts, 0);
     if (!this.mapped) fs.writeSync(this.fd, this.all, 0, 4, 0);
     return { request: this.request.subarray(0, len), attempts };

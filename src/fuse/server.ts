@@ -188,22 +188,35 @@ function buildTable(f: FileSystem, onData: (data: Buffer) => void): Map<number, 
 
 /** The size of the journal file a supervisor gives its serving processes (see fuse/journal). */
 export const JOURNAL_FILE_SIZE = journalSize(IN_BUFFER_SIZE);
-/** A journalled request that took down this many successors is refused with EIO, not tried again. */
+/** A journalled request whose replay this many successors did not survive (crashed or hung on it) is refused with EIO. */
 const REPLAYS_BEFORE_REFUSING = 2;
 
 /**
  * Serves requests on `fd` until the filesystem is unmounted (read fails with ENODEV).
  * Unknown opcodes get ENOSYS, which the kernel remembers for FLUSH, ACCESS, GETXATTR and
- * friends, so they stop coming. With `journalFd` (kernels that cannot resend), whatever a
- * predecessor left unanswered is answered first and every request is journalled.
+ * friends, so they stop coming. With a journal (kernels that cannot resend), whatever a
+ * predecessor left unanswered is answered first and every request is journalled;
+ * `priorFailed` says the predecessor crashed or hung rather than being killed from outside.
  * `afterEach` runs after every reply (the worker's housekeeping).
  */
-export function serveLoop(fd: number, f: FileSystem, journalFd?: number, afterEach?: () => void): void {
+export function serveLoop(
+  fd: number,
+  f: FileSystem,
+  journalOf: { fd?: number; priorFailed: boolean } = { priorFailed: false },
+  afterEach?: () => void,
+): void {
   const answer = answerer(fd, f);
-  const journal = journalFd === undefined ? undefined : new Journal(journalFd, IN_BUFFER_SIZE);
+  const journal = journalOf.fd === undefined ? undefined : new Journal(journalOf.fd, IN_BUFFER_SIZE);
   if (journal) {
-    const left = journal.pending(P.IN_HEADER_SIZE);
-    if (left && !answer(left.request, left.attempts > REPLAYS_BEFORE_REFUSING ? E.EIO : undefined)) return;
+    const left = journal.pending(P.IN_HEADER_SIZE, journalOf.priorFailed);
+    const refuse = left !== undefined && left.attempts > REPLAYS_BEFORE_REFUSING;
+    if (refuse) {
+      const opcode = left.request.readUInt32LE(4);
+      process.stderr.write(
+        `${JSON.stringify({ level: 40, msg: "a journalled request took down the serving processes that tried it: answered EIO", opcode, attempts: left.attempts - 1 })}\n`,
+      );
+    }
+    if (left && !answer(left.request, refuse ? E.EIO : undefined)) return;
     journal.answered();
   }
   const req = journal ? journal.request : Buffer.allocUnsafe(IN_BUFFER_SIZE);

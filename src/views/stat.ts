@@ -29,8 +29,12 @@ export interface StatInput {
 }
 
 const TICKS_PER_NS = 100 / 1e9;
-/** The most busy time a shown CPU carries over against later idle (1 s): bounds what a burst costs. */
-const MAX_DEBT_TICKS = 100;
+/**
+ * The most busy time a shown CPU carries over against later idle: 0.2 s, two of the kernel's
+ * CFS periods, enough for usage counted in ticks and quota bursts. More would let a container
+ * that overshoots its quota (seen under emulation) make the next limits look busier than they are.
+ */
+const MAX_DEBT_TICKS = 20;
 
 const ZERO: CpuTimes = { user: 0, nice: 0, system: 0, idle: 0, iowait: 0, irq: 0, softirq: 0, steal: 0, guest: 0, guestNice: 0 };
 
@@ -111,7 +115,7 @@ function sumTimes(times: CpuTimes[]): CpuTimes {
 /**
  * The clock after `input`: busy grows by the cgroup's usage since the last read, folded onto
  * today's shown CPUs; idle by the rest of today's capacity over the same span (busy beyond it
- * is owed by later idle, up to a second's worth). A container that is new to us, or whose
+ * is owed by later idle, up to 0.2 s' worth). A container that is new to us, or whose
  * elapsed time went backwards (a new container in the same cgroup), starts afresh.
  */
 export function advanceCpuClock(prev: CpuClock | undefined, input: StatInput): CpuClock {

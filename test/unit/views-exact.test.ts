@@ -397,12 +397,14 @@ describe("/proc/stat's clock", () => {
     assert.deepEqual([other.total.user, other.total.idle], [6100, 14000]);
   });
 
-  it("busy beyond capacity is owed by later idle, at most a second's worth", () => {
+  it("busy beyond capacity is owed by later idle, at most 0.2 s' worth", () => {
     let clock = advanceCpuClock(undefined, at(10, 10 * ns)); // 1000 busy, 0 idle
-    clock = advanceCpuClock(clock, at(11, 13 * ns)); // +300 busy in 1 s: 200 over, owed up to 100
-    assert.deepEqual([clock.total.idle, clock.debt[0]], [0, 100]);
-    clock = advanceCpuClock(clock, at(13, 13 * ns)); // 200 idle capacity, 100 owed
-    assert.equal(clock.total.idle, 100);
+    clock = advanceCpuClock(clock, at(11, 11.1 * ns)); // +110 busy in 1 s: 10 over, owed
+    assert.deepEqual([clock.total.idle, clock.debt[0]], [0, 10]);
+    clock = advanceCpuClock(clock, at(12, 14.1 * ns)); // +300 busy in 1 s: 210 over, owed up to 20
+    assert.deepEqual([clock.total.idle, clock.debt[0]], [0, 20]);
+    clock = advanceCpuClock(clock, at(14, 14.1 * ns)); // 200 idle capacity, 20 owed
+    assert.equal(clock.total.idle, 180);
   });
 });
 

@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { seenIn } from "../helpers/checks";
 import { BIN, type Daemon, isMounted, servingOf, startProcview, tempDir } from "../helpers/daemons";
+import { assertCounters, phasesContainer, samplePhases } from "../helpers/counters";
 import { sharedMount, startDaemonSetPod } from "../helpers/daemonset";
 import { Container } from "../helpers/runc";
 
@@ -110,12 +111,17 @@ describe("the serving process SIGKILLed while containers read", () => {
         "end = time.monotonic() + 32; ok = wrong = failed = 0; first = ''",
         "while time.monotonic() < end:",
         "    try:",
-        "        text = open('/proc/meminfo').read()",
+        "        f = open('/proc/meminfo')",
+        "    except Exception as e:",
+        "        failed += 1; first = first or 'open: %r at %.3f' % (e, time.time())",
+        "        continue",
+        "    try:",
+        "        text = f.read(); f.close()",
         "        total = int(text.split('MemTotal:')[1].split()[0])",
         `        ok += total == ${kb}; wrong += total != ${kb}`,
         `        first = first or ('' if total == ${kb} else 'MemTotal %d' % total)`,
         "    except Exception as e:",
-        "        failed += 1; first = first or repr(e)",
+        "        failed += 1; first = first or 'read: %r at %.3f' % (e, time.time())",
         "print(ok, wrong, failed, first)",
       ].join("\n");
     const runs = cs.flatMap((c, i) =>
@@ -123,11 +129,13 @@ describe("the serving process SIGKILLed while containers read", () => {
     );
     const serving = () => [servingPid(pv)].filter((p) => p !== undefined);
     let kills = 0;
+    const killedAt: number[] = [];
     const killer = setInterval(() => {
       for (const p of serving()) {
         try {
           process.kill(p, "SIGKILL");
           kills++;
+          killedAt.push(Date.now() / 1000);
         } catch {
           // gone already
         }
@@ -181,6 +189,18 @@ describe("the serving process SIGKILLed while containers read", () => {
     console.log(
       `# ${kills} kills: ${total(0)} reads right, ${total(1)} wrong, ${total(2)} failed, 0 left waiting${firsts.length ? `; first: ${firsts.join("; ")}` : ""}`,
     );
+    if (firsts.length) {
+      // When it failed against the kills, and what the daemon said.
+      for (const at of firsts.map((f) => Number(/ at (\d+\.\d+)/.exec(f)?.[1])).filter(Boolean)) {
+        const nearest = killedAt.reduce((b, k) => (Math.abs(k - at) < Math.abs(b - at) ? k : b), 0);
+        console.log(`# a read failed ${((at - nearest) * 1000).toFixed(0)} ms after the nearest kill`);
+      }
+      for (const line of pv
+        .output()
+        .split("\n")
+        .filter((l) => /journalled|EIO|failed/.test(l)))
+        console.log(`# daemon: ${line.slice(0, 300)}`);
+    }
     assert.ok(kills >= 25, `${kills} kills`);
     assert.equal(total(1), 0);
     assert.equal(total(2), 0);
@@ -335,6 +355,23 @@ describe("the same with the journal switched off (PROCVIEW_JOURNAL=off)", () => 
       console.log(`# journal off: after the daemon stopped the read ${after}`);
       assert.notEqual(after, "still waiting");
     }
+  });
+});
+
+describe("/proc/stat and uptime sampled every 10 ms while the limits change (v2: cpu.max, cpuset.cpus)", () => {
+  let pv: Daemon;
+  let c: Container;
+  before(async () => {
+    pv = await startProcview();
+    c = phasesContainer(pv.dir);
+  });
+  after(async () => {
+    c?.destroy();
+    await pv?.stop();
+  });
+
+  it("quota 0.5 -> 2 -> 0.5, then cpuset 1 -> 0-1: no counter goes backwards; utilisation matches cpu.stat's usage", async () => {
+    console.log(`# sampler: ${assertCounters(await samplePhases(c))}`);
   });
 });
 

@@ -11,7 +11,9 @@ for (const series of ["6.1", "6.12"]) {
   describe(`Debian's ${series} kernel, cgroup v2`, () => {
     it("procview on the host and in its DaemonSet pod serves each container its own figures", async () => {
       const k = kernel(series);
-      const command = `node --test --test-reporter=tap --test-concurrency=1 --test-timeout=600000 ${INSIDE}`;
+      // PROCVIEW_VM_ONLY: a name pattern for the guest's tests (to repeat one while working on it).
+      const only = process.env.PROCVIEW_VM_ONLY ? ` --test-name-pattern='${process.env.PROCVIEW_VM_ONLY.replace(/'/g, "")}'` : "";
+      const command = `node --test --test-reporter=tap --test-concurrency=1 --test-timeout=600000${only} ${INSIDE}`;
       let r = await boot(k, command, 15 * 60_000);
       if (r.lockedUp) {
         // The emulator, not the guest's tests: boot once more, and say so.
@@ -30,13 +32,13 @@ for (const series of ["6.1", "6.12"]) {
       const failures = lines.flatMap((l, i) => (/not ok/.test(l) ? lines.slice(i, i + 12).filter((e) => !/^\s+at /.test(e)) : []));
       const tail = [...failures, ...out.split("\n").slice(-40)].join("\n");
       for (const line of lines.filter((l) =>
-        / kills: |orphaned read|journal off|diskstats in the container|256 MiB \/ 0.5 CPU container/.test(l),
+        / kills: |orphaned read|journal off|diskstats in the container|256 MiB \/ 0.5 CPU container|sampler: |read failed|daemon: /.test(l),
       ))
         console.log(`# ${series}: ${line.replace(/^[# \\]+/, "")}`);
       assert.ok(!r.timedOut, `the guest did not power off within 15 min:\n${tail}`);
       assert.match(out, new RegExp(`procview-vm: guest up, kernel ${k.release.replace(/[.+]/g, "\\$&")}`), tail);
       assert.equal(summary("fail"), 0, tail);
-      assert.ok(summary("pass") >= 10, tail);
+      if (!only) assert.ok(summary("pass") >= 11, tail);
       console.log(`# ${k.release}: ${summary("pass")} tests passed in the guest; boot to power-off ${(r.ms / 1000).toFixed(1)} s`);
     });
   });

@@ -1,0 +1,189 @@
+// /proc/stat, /proc/uptime, online and cpuinfo as a monitoring agent samples them: every 10 ms
+// for 20 s in a runc container with a busy loop, while its CPU quota and cpuset change under
+// it (and, if asked, its daemon's serving process is killed). Used on the host (cgroup v1,
+// test/e2e/counters.test.ts) and in the VM test bed (cgroup v2, test/vm/cgroup-v2.test.ts).
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { Container } from "./runc";
+
+/** The phases, each 4 s: the limits set at its start and the CPUs of capacity that gives. */
+export const PHASES = [
+  { quota: 0.5, cpus: "0-1", capacity: 0.5 },
+  { quota: 2, cpus: "0-1", capacity: 2 },
+  { quota: 0.5, cpus: "0-1", capacity: 0.5 },
+  { quota: 2, cpus: "1", capacity: 1 },
+  { quota: 2, cpus: "0-1", capacity: 2 },
+];
+export const PHASE_S = 4;
+/** The `cpu` lines each phase shows: 1 CPU at quota 0.5 or cpuset "1", 2 at quota 2 on 0-1. */
+export const PHASE_LINES = ["cpu,cpu0", "cpu,cpu0,cpu1", "cpu,cpu0", "cpu,cpu0", "cpu,cpu0,cpu1"];
+
+const sampler = (seconds: number) =>
+  [
+    "import time",
+    `end = time.time() + ${seconds}`,
+    "out = []",
+    "while time.time() < end:",
+    "    t = time.time()",
+    "    stat = open('/proc/stat').read()",
+    "    idle = open('/proc/uptime').read().split()[1]",
+    // The CPU count as getconf (online) and as /proc/cpuinfo give it, read in the same moment.
+    "    online = open('/sys/devices/system/cpu/online').read().strip()",
+    "    processors = open('/proc/cpuinfo').read().count('processor\\t')",
+    "    out.append('%.3f %s %s %d %s' % (t, idle, online, processors, '|'.join(l for l in stat.split('\\n') if l.startswith('cpu'))))",
+    "    time.sleep(0.01)",
+    "print('\\n'.join(out))",
+  ].join("\n");
+
+export interface Sample {
+  t: number;
+  uptimeIdle: number;
+  /** CPUs in /sys/devices/system/cpu/online and processors in /proc/cpuinfo. */
+  online: number;
+  processors: number;
+  lines: Map<string, number[]>;
+}
+
+function parse(out: string): Sample[] {
+  return out
+    .trim()
+    .split("\n")
+    .map((l) => {
+      const [t, idle, online, processors, ...rest] = l.split(" ");
+      const lines = new Map<string, number[]>();
+      for (const line of rest.join(" ").split("|")) {
+        const [label, ...fields] = line.trim().split(/\s+/);
+        lines.set(label, fields.map(Number));
+      }
+      return { t: Number(t), uptimeIdle: Number(idle), online: Number(online.split("-").pop()) + 1, processors: Number(processors), lines };
+    });
+}
+
+/** One sample, read now in `c`. */
+export function sampleOnce(c: Container): Sample {
+  return parse(c.sh(`python3 -c "$(cat <<'EOF'\n${sampler(0.05)}\nEOF\n)"`))[0];
+}
+
+/** The container's CPU usage in ns, from the host's tree: cpuacct.usage (v1) or cpu.stat's usage_usec (v2). */
+export function usageNs(c: Container): number {
+  for (const line of fs.readFileSync(`/proc/${c.pid}/cgroup`, "utf8").trim().split("\n")) {
+    const [, ctrls, p] = line.split(":");
+    if (ctrls === "" && fs.existsSync("/sys/fs/cgroup/cgroup.controllers")) {
+      const stat = fs.readFileSync(path.join("/sys/fs/cgroup", p, "cpu.stat"), "utf8");
+      return Number(/^usage_usec (\d+)/m.exec(stat)?.[1]) * 1000;
+    }
+    if (ctrls.split(",").includes("cpuacct"))
+      return Number(fs.readFileSync(path.join("/sys/fs/cgroup", ctrls, p, "cpuacct.usage"), "utf8"));
+  }
+  throw new Error("no cpu usage for the container");
+}
+
+export interface SampledRun {
+  samples: Sample[];
+  usage: { t: number; ns: number }[];
+  t0: number;
+  kills: number;
+}
+
+/**
+ * Runs the phases in `c` (which must start with PHASES[0]'s limits) under a busy loop, with
+ * `kill` called 2 s into the second and fourth phases; returns the samples and the usage.
+ */
+export async function samplePhases(c: Container, kill?: () => number): Promise<SampledRun> {
+  const busy = c.shAsync(`timeout ${PHASES.length * PHASE_S + 3} sh -c 'while :; do :; done'; true`);
+  const usage: { t: number; ns: number }[] = [];
+  const t0 = Date.now() / 1000;
+  const sampleUsage = setInterval(() => usage.push({ t: Date.now() / 1000, ns: usageNs(c) }), 50);
+  let kills = 0;
+  const killings = kill ? [PHASE_S * 1000 + 2000, 3 * PHASE_S * 1000 + 2000].map((ms) => setTimeout(() => (kills += kill()), ms)) : [];
+  const changes = PHASES.slice(1).map((p, i) =>
+    setTimeout(
+      () => {
+        const args = ["update", "--cpu-period", "100000", "--cpu-quota", String(p.quota * 100000), "--cpuset-cpus", p.cpus, c.id];
+        const r = spawnSync("runc", args, { encoding: "utf8" });
+        if (r.status !== 0) console.log(`# runc update failed: ${r.stderr}`);
+      },
+      (i + 1) * PHASE_S * 1000,
+    ),
+  );
+  let samples: Sample[];
+  try {
+    samples = parse(await c.shAsync(`python3 -c "$(cat <<'EOF'\n${sampler(PHASES.length * PHASE_S)}\nEOF\n)"`));
+  } finally {
+    clearInterval(sampleUsage);
+    for (const t of [...changes, ...killings]) clearTimeout(t);
+  }
+  await busy;
+  return { samples, usage, t0, kills };
+}
+
+/** Every counter of every line, and uptime's idle, that is lower than in the sample before. */
+export function backwardSteps(r: SampledRun): string[] {
+  const out: string[] = [];
+  for (let i = 1; i < r.samples.length; i++) {
+    const [a, b] = [r.samples[i - 1], r.samples[i]];
+    const when = (b.t - r.t0).toFixed(2);
+    if (b.uptimeIdle < a.uptimeIdle) out.push(`uptime idle ${a.uptimeIdle} -> ${b.uptimeIdle} at ${when} s`);
+    for (const [label, now] of b.lines) {
+      const before = a.lines.get(label);
+      if (before) now.forEach((v, k) => v < before[k] && out.push(`${label} field ${k + 1}: ${before[k]} -> ${v} at ${when} s`));
+    }
+  }
+  return out;
+}
+
+/** Samples whose online, cpuinfo and stat's cpuN lines disagree on the number of CPUs. */
+export function disagreeing(r: SampledRun): Sample[] {
+  return r.samples.filter((x) => new Set([x.online, x.processors, x.lines.size - 1]).size > 1);
+}
+
+/** The `cpu` lines 2 s into each phase. */
+export function linesPerPhase(r: SampledRun): string[] {
+  return PHASES.map((_, i) => [...(r.samples.find((s) => s.t >= r.t0 + i * PHASE_S + 2)?.lines.keys() ?? [])].join(","));
+}
+
+/**
+ * Per phase, over its steady middle: the utilisation top computes from the `cpu` line, and the
+ * cgroup's usage over the same span divided by the CPUs it was given (capped at 100%).
+ */
+export function utilisation(r: SampledRun): { quota: number; cpus: string; shown: number; real: number }[] {
+  const at = <T extends { t: number }>(xs: T[], t: number) => xs.reduce((best, x) => (Math.abs(x.t - t) < Math.abs(best.t - t) ? x : best));
+  const busyTicks = (f: number[]) => f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
+  const idleTicks = (f: number[]) => f[3] + f[4];
+  return PHASES.map((p, i) => {
+    const [a, b] = [at(r.samples, r.t0 + i * PHASE_S + 1.2), at(r.samples, r.t0 + (i + 1) * PHASE_S - 0.3)];
+    const [fa, fb] = [a.lines.get("cpu") as number[], b.lines.get("cpu") as number[]];
+    const dBusy = busyTicks(fb) - busyTicks(fa);
+    const dIdle = idleTicks(fb) - idleTicks(fa);
+    const [ua, ub] = [at(r.usage, a.t), at(r.usage, b.t)];
+    const real = (100 * (ub.ns - ua.ns)) / 1e9 / ((ub.t - ua.t) * p.capacity);
+    return { quota: p.quota, cpus: p.cpus, shown: (100 * dBusy) / (dBusy + dIdle), real: Math.min(100, real) };
+  });
+}
+
+/**
+ * What every sampled run must show: no counter back, the files agreeing on the CPU count but
+ * for at most one sample per change of it (3; the files are read one after the other, and a
+ * sample may straddle the moment the daemon takes up new limits), the CPU lines of each phase,
+ * and top's utilisation within 10 points of the cgroup's. Returns the figures, for the log.
+ */
+export function assertCounters(r: SampledRun): string {
+  const backwards = backwardSteps(r);
+  const split = disagreeing(r).length;
+  const u = utilisation(r);
+  const report = `${r.samples.length} samples, ${backwards.length} backward steps, ${split} disagreeing on the CPU count; ${u
+    .map((p) => `quota ${p.quota} cpus ${p.cpus}: top ${p.shown.toFixed(0)}%, cgroup ${p.real.toFixed(0)}%`)
+    .join("; ")}`;
+  assert.deepEqual(backwards.slice(0, 10), [], report);
+  assert.ok(split <= 3, report);
+  assert.deepEqual(linesPerPhase(r), PHASE_LINES);
+  for (const p of u) assert.ok(Math.abs(p.shown - p.real) <= 10, report);
+  return report;
+}
+
+/** A 256 MiB container with the first phase's limits, reading `source`'s files: what samplePhases runs in. */
+export function phasesContainer(source: string): Container {
+  return new Container({ memoryBytes: 256 * 1024 * 1024, cpuQuota: PHASES[0].quota, cpus: PHASES[0].cpus, source });
+}
