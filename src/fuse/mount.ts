@@ -31,13 +31,20 @@ export function mountFuse(dir: string, opts: MountOptions): number {
 export const FUSECTL = "/sys/fs/fuse/connections";
 
 /**
- * Mounts the FUSE control filesystem in our mount namespace when it is not there (systemd
+ * Mounts the FUSE control filesystem in our own mount namespace when it is not there (systemd
  * mounts it on most hosts; a container's fresh /sys has none). Its per-connection `waiting`
  * count is what `procview check` reads. Called with our own connection mounted, so an empty
  * directory is an unmounted one. True when we mounted it.
  */
 export function mountFusectl(): boolean {
   if (!fs.existsSync(FUSECTL) || fs.readdirSync(FUSECTL).length > 0) return false;
+  // Only in a mount namespace of our own (the DaemonSet's container): the host's is the
+  // host's business, and a daemon killed outright would leave the mount there.
+  try {
+    if (fs.readlinkSync("/proc/self/ns/mnt") === fs.readlinkSync("/proc/1/ns/mnt")) return false;
+  } catch {
+    return false;
+  }
   return spawnSync("mount", ["-t", "fusectl", "fusectl", FUSECTL], { stdio: "ignore" }).status === 0;
 }
 
