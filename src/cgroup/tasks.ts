@@ -17,10 +17,21 @@ function readOrUndefined(p: string): string | undefined {
  * inside the container's pid namespace: the thread started last (stat's starttime), not the
  * highest number, which is wrong once pids wrap. Undefined when the cgroup is gone.
  */
-export function sampleTasks(dir: string, procRoot = "/proc"): TaskSample | undefined {
+/** The threads listed in a cgroup (v1 `tasks`, v2 `cgroup.threads`); undefined when it is gone. */
+function threadsOf(dir: string): number[] | undefined {
   const list = readOrUndefined(`${dir}/tasks`) ?? readOrUndefined(`${dir}/cgroup.threads`);
-  if (list === undefined) return undefined;
-  const tids = list.split("\n").filter(Boolean).map(Number);
+  return list?.split("\n").filter(Boolean).map(Number);
+}
+
+/** A thread's pid as its own pid namespace numbers it (the last NSpid entry); 0 when gone. */
+function namespacePid(procRoot: string, tid: number): number {
+  const nspid = /^NSpid:\s+(.*)$/m.exec(readOrUndefined(`${procRoot}/${tid}/status`) ?? "")?.[1];
+  return Number(nspid?.trim().split(/\s+/).pop() ?? 0) || 0;
+}
+
+export function sampleTasks(dir: string, procRoot = "/proc"): TaskSample | undefined {
+  const tids = threadsOf(dir);
+  if (tids === undefined) return undefined;
   let running = 0;
   let uninterruptible = 0;
   let total = 0;
@@ -37,12 +48,7 @@ export function sampleTasks(dir: string, procRoot = "/proc"): TaskSample | undef
     const start = Number(f[19]);
     if (start > newestStart || (start === newestStart && tid > newest)) [newest, newestStart] = [tid, start];
   }
-  let lastPid = 0;
-  if (newest > 0) {
-    const nspid = /^NSpid:\s+(.*)$/m.exec(readOrUndefined(`${procRoot}/${newest}/status`) ?? "")?.[1];
-    lastPid = Number(nspid?.trim().split(/\s+/).pop() ?? 0) || 0;
-  }
-  return { running, uninterruptible, total, lastPid };
+  return { running, uninterruptible, total, lastPid: newest > 0 ? namespacePid(procRoot, newest) : 0 };
 }
 
 /**
@@ -64,8 +70,8 @@ export class NewestTasks {
   ) {}
 
   sample(dir: string): { total: number; lastPid: number } | undefined {
-    const list = readOrUndefined(`${dir}/tasks`) ?? readOrUndefined(`${dir}/cgroup.threads`);
-    if (list === undefined) {
+    const tids = threadsOf(dir);
+    if (tids === undefined) {
       this.starts.delete(dir);
       this.newest.delete(dir);
       return undefined;
@@ -74,9 +80,7 @@ export class NewestTasks {
     const now = new Map<number, number>();
     let newest = 0;
     let newestStart = -1;
-    for (const line of list.split("\n")) {
-      if (line === "") continue;
-      const tid = Number(line);
+    for (const tid of tids) {
       let start = before?.get(tid);
       if (start === undefined) {
         const stat = readOrUndefined(`${this.procRoot}/${tid}/stat`);
@@ -99,8 +103,7 @@ export class NewestTasks {
     const known = this.newest.get(dir);
     if (known && known[0] === newest) lastPid = known[1];
     else if (newest > 0) {
-      const nspid = /^NSpid:\s+(.*)$/m.exec(readOrUndefined(`${this.procRoot}/${newest}/status`) ?? "")?.[1];
-      lastPid = Number(nspid?.trim().split(/\s+/).pop() ?? 0) || 0;
+      lastPid = namespacePid(this.procRoot, newest);
       this.newest.set(dir, [newest, lastPid]);
     }
     return { total: now.size, lastPid };

@@ -6,8 +6,10 @@
 // in the serving process only, and a successor starts each clock afresh.
 import * as fs from "node:fs";
 import { sharedMapHelper } from "../fuse/journal";
+import { writeStateRecord } from "../mounts/layout";
+import { parseCpuList } from "../cgroup/reader";
 import type { CpuUsage } from "../cgroup/types";
-import type { CpuClock, CpuTimes } from "../views/stat";
+import { type CpuClock, cpuTimes } from "../views/stat";
 
 export interface ClockStore {
   get(key: string): CpuClock | undefined;
@@ -59,8 +61,7 @@ export function clocksFileSize(hostCpus: number): number {
 
 /** The host's possible CPUs: the widest per-CPU usage a cgroup reports. */
 export function possibleCpus(): number {
-  const text = fs.readFileSync("/sys/devices/system/cpu/possible", "utf8").trim();
-  return Math.max(...text.split(",").map((r) => Number(r.split("-").pop()))) + 1;
+  return Math.max(...parseCpuList(fs.readFileSync("/sys/devices/system/cpu/possible", "utf8"))) + 1;
 }
 
 /** A 53-bit hash of the key (cyrb53); never 0, which marks a free slot. */
@@ -76,19 +77,6 @@ function hash(key: string): number {
   h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
   return 4294967296 * (2097151 & h2) + (h1 >>> 0) || 1;
 }
-
-const times = (user: number, system: number, idle: number): CpuTimes => ({
-  user,
-  nice: 0,
-  system,
-  idle,
-  iowait: 0,
-  irq: 0,
-  softirq: 0,
-  steal: 0,
-  guest: 0,
-  guestNice: 0,
-});
 
 /** Clocks in slots of a shared mapping: what one serving process writes, its successor reads. */
 export class SharedClocks implements ClockStore {
@@ -132,9 +120,9 @@ export class SharedClocks implements ClockStore {
     return {
       elapsed: f[b + at.elapsed],
       usage,
-      total: times(f[b + at.total], f[b + at.total + 1], f[b + at.total + 2]),
+      total: cpuTimes(f[b + at.total], f[b + at.total + 1], f[b + at.total + 2]),
       perCpu: Array.from({ length: labels }, (_, i) =>
-        times(f[b + at.times + 3 * i], f[b + at.times + 3 * i + 1], f[b + at.times + 3 * i + 2]),
+        cpuTimes(f[b + at.times + 3 * i], f[b + at.times + 3 * i + 1], f[b + at.times + 3 * i + 2]),
       ),
       debt: Array.from({ length: labels }, (_, i) => f[b + at.debt + i]),
     };
@@ -210,8 +198,7 @@ export function openClocksFile(hostCpus: number, saved: string): number | undefi
 export function saveClocksFile(fd: number, hostCpus: number, file: string): void {
   const data = Buffer.alloc(clocksFileSize(hostCpus));
   fs.readSync(fd, data, 0, data.length, 0);
-  fs.writeFileSync(`${file}.tmp`, data, { mode: 0o600 });
-  fs.renameSync(`${file}.tmp`, file);
+  writeStateRecord(file, data);
 }
 
 /** The serving process's store: the shared file when it was handed down, else its own. */

@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import { openJournalFile, sharedMapHelper } from "../fuse/journal";
 import { openClocksFile, possibleCpus, saveClocksFile } from "./clocks";
 import { JOURNAL_FILE_SIZE } from "../fuse/server";
-import { probe } from "../mounts/layout";
+import { probe, writeStateRecord } from "../mounts/layout";
 import type { ChildConfig, FromChild, ToChild } from "./child";
 import type { Snapshot } from "./counters";
 import { LoadSampler } from "./loads";
@@ -58,13 +58,12 @@ const RESTARTS_BEFORE_BACKOFF = 20;
 // figure a node pays for three processes.
 const CHILD_V8_FLAGS = ["--max-semi-space-size=1"];
 
-/** A root-only record in the state directory, replaced whole (a reader never sees half of one). */
+/** A record for people and inspect: one the state directory cannot take (uninstalled) is skipped. */
 function writeAtomically(file: string, text: string): void {
   try {
-    fs.writeFileSync(`${file}.tmp`, text, { mode: 0o600 });
-    fs.renameSync(`${file}.tmp`, file);
+    writeStateRecord(file, text);
   } catch {
-    // The state directory went away (uninstall): the record is only for people and inspect.
+    // The state directory went away (uninstall).
   }
 }
 

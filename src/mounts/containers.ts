@@ -6,7 +6,7 @@
 // deadline, so one slow container cannot hold up the rest.
 import * as fs from "node:fs";
 import { statFields } from "../cgroup/process";
-import { FS_TYPE, fuseAt, type Layout } from "./layout";
+import { FS_TYPE, fuseAt, type Layout, writeStateRecord } from "./layout";
 import { bindInside, detachInside } from "./inside";
 import { mountsOf } from "./table";
 
@@ -225,9 +225,7 @@ interface Handover {
 /** Writes the handover record root-only, in the state directory (never in the anchor). */
 function writeHandover(l: Layout, handed: Handover[]): void {
   fs.mkdirSync(l.stateDir, { recursive: true, mode: 0o700 });
-  const tmp = `${l.handoverFile}.${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(handed), { mode: 0o600 });
-  fs.renameSync(tmp, l.handoverFile);
+  writeStateRecord(l.handoverFile, JSON.stringify(handed));
 }
 
 /** Removes this daemon's mounts from containers (they read the host's files again); records them for the next daemon if asked. */

@@ -49,6 +49,13 @@ export function layoutOf(mountpoint: string, stateDir?: string): Layout {
   };
 }
 
+/** Replaces a record in the state directory whole and root-only: a reader never sees half of one. */
+export function writeStateRecord(file: string, data: string | Buffer): void {
+  const tmp = `${file}.${process.pid}`;
+  fs.writeFileSync(tmp, data, { mode: 0o600 });
+  fs.renameSync(tmp, file);
+}
+
 export function ownMounts(): MountEntry[] {
   return mountsOf("self");
 }

@@ -38,6 +38,11 @@ const MAX_DEBT_TICKS = 20;
 
 const ZERO: CpuTimes = { user: 0, nice: 0, system: 0, idle: 0, iowait: 0, irq: 0, softirq: 0, steal: 0, guest: 0, guestNice: 0 };
 
+/** A CPU's times with only what a container has: user, system and idle. */
+export function cpuTimes(user: number, system: number, idle: number): CpuTimes {
+  return { ...ZERO, user, system, idle };
+}
+
 /**
  * A container's CPU clock: the times its /proc/stat showed last (fractional ticks; printed
  * rounded down) and the figures they were taken from. Each read advances it by what happened
@@ -102,7 +107,7 @@ export function containerCpuTimes(input: StatInput): CpuTimes[] {
   return user.map((u, i) => {
     const ut = u * TICKS_PER_NS;
     const st = system[i] * TICKS_PER_NS;
-    return { ...ZERO, user: ut, system: st, idle: Math.max(0, capacity - ut - st) };
+    return cpuTimes(ut, st, Math.max(0, capacity - ut - st));
   });
 }
 
@@ -136,7 +141,7 @@ export function advanceCpuClock(prev: CpuClock | undefined, input: StatInput): C
     const idle = Math.max(0, credit);
     debt[i] = Math.min(MAX_DEBT_TICKS, Math.max(0, -credit));
     const was = perCpu[i] ?? ZERO;
-    perCpu[i] = { ...was, user: was.user + user, system: was.system + system, idle: was.idle + idle };
+    perCpu[i] = cpuTimes(was.user + user, was.system + system, was.idle + idle);
     total.user += user;
     total.system += system;
     total.idle += idle;
