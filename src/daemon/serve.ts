@@ -8,7 +8,7 @@ import { cgroupBlindness, HOST_CGROUP_FIX } from "../cgroup/host";
 import { UsageError } from "../errors";
 import { mountFuse, mountFusectl, unmountFusectl } from "../fuse/mount";
 import { detachAll, remountAll } from "../mounts/containers";
-import { type Layout, LayoutError, layoutOf, prepareAnchor, probe, removeAnchor, unmountFs } from "../mounts/layout";
+import { bindTopDirs, type Layout, LayoutError, layoutOf, prepareAnchor, probe, removeAnchor, unmountFs } from "../mounts/layout";
 import { NO_METRICS, ServingProcesses, type SupervisorMetrics } from "./supervisor";
 
 export const DEFAULT_MOUNTPOINT = "/var/lib/procview";
@@ -58,6 +58,7 @@ async function startMetrics(address?: string): Promise<{ metrics: SupervisorMetr
 async function whenServing(layout: Layout, opts: ServeOptions, log: Logger, metrics: SupervisorMetrics): Promise<void> {
   const first = await probe(path.join(layout.fsDir, "proc/uptime"), 20_000);
   if (!first.ok) throw new Error(`${layout.fsDir} does not answer: ${first.message}`);
+  await bindTopDirs(layout);
   process.stdout.write(`procview: serving ${layout.anchor} (pid ${process.pid})\n`);
   if (!opts.remount) return;
   const started = Date.now();

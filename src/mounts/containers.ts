@@ -5,10 +5,11 @@
 // nothing of the container's runs. Containers are handled in parallel, each with its own
 // deadline, so one slow container cannot hold up the rest.
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { statFields } from "../cgroup/process";
-import { FS_TYPE, fuseAt, type Layout, writeStateRecord } from "./layout";
+import { FS_TYPE, fuseAt, type Layout, TOP_DIRS, writeStateRecord } from "./layout";
 import { bindInside, detachInside } from "./inside";
-import { mountsOf } from "./table";
+import { type MountEntry, mountsOf } from "./table";
 
 export interface Bind {
   /** Where the file is mounted in the container, e.g. /proc/meminfo. */
@@ -134,6 +135,22 @@ export function selectContainerId(id: string): Selector {
   return namespaces[0];
 }
 
+/**
+ * The anchor's own mounts in a copy of it: the filesystem at <copy>/.fs and its top
+ * directories bound beside it. Propagation brings and takes them with the host's; they
+ * are not the container's files.
+ */
+function anchorParts(ours: readonly MountEntry[]): Set<MountEntry> {
+  const copies = new Set(ours.filter((m) => m.root === "/").map((m) => path.dirname(m.mountPoint)));
+  return new Set(
+    ours.filter(
+      (m) =>
+        m.root === "/" ||
+        TOP_DIRS.some((n) => m.root === `/${n}` && path.basename(m.mountPoint) === n && copies.has(path.dirname(m.mountPoint))),
+    ),
+  );
+}
+
 /** Every other mount namespace that holds one of this daemon's mounts, one entry per namespace. */
 export function scanContainers(l: Layout, liveDevice: string | undefined, only?: Selector): ContainerMounts[] {
   const ownNs = readlink("/proc/self/ns/mnt");
@@ -147,10 +164,11 @@ export function scanContainers(l: Layout, liveDevice: string | undefined, only?:
     const ours = mountsOf(pid).filter((m) => m.fsType === FS_TYPE && m.source === l.source);
     if (ours.length === 0) continue;
     const c: ContainerMounts = { pid, mountNs: ns, startTicks: startTicks(pid), binds: [] };
+    const parts = anchorParts(ours);
     for (const m of ours) {
       if (m.root === "/") {
         if (m.device === liveDevice && (!c.liveCopy || m.mountPoint.length < c.liveCopy.length)) c.liveCopy = m.mountPoint;
-      } else {
+      } else if (!parts.has(m)) {
         c.binds.push({ mountPoint: m.mountPoint, root: m.root, device: m.device });
       }
     }

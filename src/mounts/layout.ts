@@ -1,6 +1,8 @@
 // The mountpoint's layout. The directory itself (the anchor) is a shared mount; the FUSE
-// filesystem sits below it at .fs, with proc and sys symlinks into it so that
-// <mountpoint>/proc/meminfo works as LXCFS's paths do. A container that holds a slave
+// filesystem sits below it at .fs, and its proc and sys directories are bound onto the
+// anchor's own proc and sys directories, so that <mountpoint>/proc is a real directory of
+// real files as under LXCFS (`ls -l`, `find` and LXCFS's own tests see them; a symlink
+// they would not follow). A container that holds a slave
 // copy of the anchor sees the filesystem of every later daemon appear inside it: that is
 // what lets a restarted daemon re-bind the container's files (a bind from another mount
 // namespace is refused by the kernel). Nothing else lives in the anchor: every container
@@ -12,6 +14,9 @@ import { runBounded } from "./run";
 import { type MountEntry, mountsOf } from "./table";
 
 export const FS_TYPE = "fuse.procview";
+
+/** The filesystem's top directories, each bound at <anchor>/<name> from <anchor>/.fs/<name>. */
+export const TOP_DIRS = ["proc", "sys"] as const;
 
 export interface Layout {
   anchor: string;
@@ -93,8 +98,11 @@ export async function answers(fsDir: string): Promise<boolean> {
   return (await probe(path.join(fsDir, "proc/uptime"), 2000)).ok;
 }
 
+/** Where the filesystem is mounted in the anchor: the top directories, then .fs. */
+const layoutMounts = (l: Layout): string[] => [...TOP_DIRS.map((n) => path.join(l.anchor, n)), l.fsDir];
+
 /**
- * Makes the anchor a shared mount, creates .fs and the symlinks, and clears a stale
+ * Makes the anchor a shared mount, creates .fs and the top directories, and clears a stale
  * filesystem left at .fs by a daemon that died. Returns whether one was cleared.
  */
 export async function prepareAnchor(l: Layout): Promise<{ replacedStale: boolean }> {
@@ -102,40 +110,61 @@ export async function prepareAnchor(l: Layout): Promise<{ replacedStale: boolean
   run("mount", ["--make-shared", l.anchor]);
   // First the filesystem a dead daemon left: every access to .fs fails until it is gone.
   let replacedStale = false;
-  while (fuseAt(l.fsDir)) {
-    if (await answers(l.fsDir))
+  while (layoutMounts(l).some(fuseAt)) {
+    if (fuseAt(l.fsDir) && (await answers(l.fsDir)))
       throw new LayoutError(
         `${l.anchor} is already mounted and serving: is another procview running? (procview check --mountpoint ${l.anchor})`,
       );
-    // Lazily, so that the detach reaches containers' slave copies however busy they are.
-    run("umount", ["-l", l.fsDir]);
     replacedStale = true;
+    // Lazily, so that the detach reaches containers' slave copies however busy they are.
+    if (!unmountFs(l)) throw new LayoutError(`cannot unmount the stale filesystem at ${l.fsDir}`);
   }
   fs.mkdirSync(l.fsDir, { recursive: true });
   fs.mkdirSync(l.stateDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(l.stateDir, 0o700);
-  for (const name of ["proc", "sys"]) {
-    const link = path.join(l.anchor, name);
+  for (const name of TOP_DIRS) {
+    const dir = path.join(l.anchor, name);
     let st: fs.Stats | undefined;
     try {
-      st = fs.lstatSync(link);
+      st = fs.lstatSync(dir);
     } catch {
-      fs.symlinkSync(`.fs/${name}`, link);
+      fs.mkdirSync(dir);
       continue;
     }
-    if (!st.isSymbolicLink()) throw new LayoutError(`${link} exists and is not procview's symlink: move it away`);
+    // Earlier versions made these symlinks into .fs.
+    if (st.isSymbolicLink() && fs.readlinkSync(dir) === `.fs/${name}`) {
+      fs.unlinkSync(dir);
+      fs.mkdirSync(dir);
+    } else if (!st.isDirectory()) throw new LayoutError(`${dir} exists and is not a directory: move it away`);
   }
   return { replacedStale };
 }
 
-/** Uninstall: the filesystem, the anchor and the state go; the symlinks stay (dangling, harmless). */
+/**
+ * Binds the serving filesystem's top directories onto the anchor's (the lookups need a
+ * serving process, so this comes after the first answer). They propagate, as .fs does, to
+ * every slave copy of the anchor.
+ */
+export async function bindTopDirs(l: Layout): Promise<void> {
+  for (const name of TOP_DIRS) {
+    const r = await runBounded(["mount", "--bind", path.join(l.fsDir, name), path.join(l.anchor, name)], 10_000);
+    if (r.code !== 0)
+      throw new LayoutError(`binding ${l.anchor}/${name}: ${r.timedOut ? "no answer in 10 s" : r.stderr.trim() || r.error}`);
+  }
+}
+
+/** Uninstall: the filesystem, the anchor and the state go; the empty top directories stay, harmless. */
 export function removeAnchor(l: Layout): void {
   unmountFs(l);
   fs.rmSync(l.stateDir, { recursive: true, force: true });
   while (ownMounts().some((m) => m.mountPoint === l.anchor)) if (spawnSync("umount", ["-l", l.anchor]).status !== 0) break;
 }
 
-/** Unmounts the filesystem; the anchor and the symlinks stay, harmless, for the next daemon. */
-export function unmountFs(l: Layout): void {
-  while (fuseAt(l.fsDir)) if (spawnSync("umount", ["-l", l.fsDir]).status !== 0) break;
+/**
+ * Unmounts the filesystem, its top directories first; the anchor and the empty directories
+ * stay, for the next daemon. Returns false if a mount would not go.
+ */
+export function unmountFs(l: Layout): boolean {
+  for (const dir of layoutMounts(l)) while (fuseAt(dir)) if (spawnSync("umount", ["-l", dir]).status !== 0) return false;
+  return true;
 }

@@ -171,6 +171,66 @@ describe("a new daemon takes over the containers of the one before", () => {
   });
 });
 
+describe("the mountpoint looks like LXCFS's to the scripts people have", () => {
+  it("proc and sys are real directories of real files, on the host and in a container, across a SIGKILL and a stop", async () => {
+    const dir = tempDir("procview-mnt-");
+    const first = await startProcview([], dir);
+    const sh = (cmd: string) => spawnSync("sh", ["-c", cmd], { encoding: "utf8" });
+    // LXCFS's own functional test, word for word but for the variable.
+    assert.equal(sh(`ls -l ${dir}/proc | grep uptime`).status, 0);
+    assert.match(sh(`ls -l ${dir}/proc`).stdout, /^-r--r--r-- .* meminfo$/m);
+    assert.equal(sh(`stat -c %F ${dir}/proc ${dir}/sys`).stdout, "directory\ndirectory\n");
+    const found = sh(`find ${dir} -name meminfo -not -path '*/.fs/*'`).stdout.trim().split("\n");
+    assert.deepEqual(found, [`${dir}/proc/meminfo`]);
+    assert.equal(sh(`cat ${dir}/sys/devices/system/cpu/online`).stdout, fs.readFileSync("/sys/devices/system/cpu/online", "utf8"));
+
+    const c = limited(0, dir);
+    const seenInside = () => c.sh("ls -l /run/procview/proc | grep uptime");
+    /** How many mounts sit at PATH in the container: one, whatever the daemons did before. */
+    const mountsAt = (p: string) =>
+      c
+        .sh("cat /proc/self/mountinfo")
+        .split("\n")
+        .filter((l) => l.split(" ")[4] === p).length;
+    assert.match(seenInside(), /uptime/);
+
+    for (const pid of childrenOf(first.proc.pid as number)) process.kill(pid, "SIGKILL");
+    first.proc.kill("SIGKILL");
+    await new Promise((r) => first.proc.once("exit", r));
+    const second = await startProcview([], dir);
+    daemons.push(second);
+    // The container's 8 files, not the anchor's own directories.
+    await waitFor(() => /re-bound 8 mount\(s\) in 1 container\(s\)/.test(second.output()), second);
+    assert.equal(memTotalKb(c), expectedKb(0));
+    assert.match(seenInside(), /uptime/);
+    assert.deepEqual(
+      ["/run/procview/.fs", "/run/procview/proc", "/run/procview/sys"].map(mountsAt),
+      [1, 1, 1],
+      c.sh("cat /proc/self/mountinfo"),
+    );
+    assert.equal(
+      fs
+        .readFileSync("/proc/self/mountinfo", "utf8")
+        .split("\n")
+        .filter((l) => l.split(" ")[4] === `${dir}/proc`).length,
+      1,
+      "one mount at the host's proc directory",
+    );
+
+    second.proc.kill("SIGTERM");
+    assert.equal(await new Promise((r) => second.proc.once("exit", r)), 0);
+    // Between daemons: empty directories, and the container reads the host's own file.
+    assert.deepEqual(fs.readdirSync(`${dir}/proc`), []);
+    assert.deepEqual(fs.readdirSync(`${dir}/sys`), []);
+    assert.equal(memTotalKb(c), hostMemTotalKb());
+    const third = await startProcview([], dir);
+    daemons.push(third);
+    await waitFor(() => /re-bound 8 mount\(s\) in 1 container\(s\)/.test(third.output()), third);
+    assert.equal(memTotalKb(c), expectedKb(0));
+    assert.match(seenInside(), /uptime/);
+  });
+});
+
 async function waitFor(cond: () => boolean, d: Daemon): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (!cond()) {

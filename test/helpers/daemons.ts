@@ -87,7 +87,7 @@ export async function startProcview(args: string[] = [], dir = tempDir("procview
  */
 export function cleanMountpoint(dir: string): void {
   const mounted = () => fs.readFileSync("/proc/self/mountinfo", "utf8").includes(` ${dir}`);
-  if (isMounted(dir)) spawnSync("umount", ["-l", path.join(dir, ".fs")]);
+  for (const sub of ["proc", "sys", ".fs"]) spawnSync("umount", ["-l", path.join(dir, sub)], { stdio: "ignore" });
   for (let i = 0; i < 3 && mounted(); i++) spawnSync("umount", ["-l", dir]);
   if (mounted()) return;
   fs.rmSync(dir, { recursive: true, force: true });
