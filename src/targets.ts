@@ -21,3 +21,9 @@ export const DEFAULT_TARGETS: readonly BindTarget[] = [
   { source: "proc/swaps", dest: "/proc/swaps", directory: false },
   { source: "sys/devices/system/cpu", dest: "/sys/devices/system/cpu", directory: true },
 ];
+
+/** The CSI driver name: the CSIDriver object's, and the one the webhook puts in csi: volumes. */
+export const CSI_DRIVER = "csi.procview.io";
+
+/** The kubelet's pods directory, where it asks CSI volumes to be mounted. */
+export const DEFAULT_PODS_DIR = "/var/lib/kubelet/pods";

@@ -1,8 +1,12 @@
 // procview's command line. Every failure is one line on stderr and a non-zero exit.
+import * as os from "node:os";
+import * as path from "node:path";
 import { Command, CommanderError } from "commander";
+import type { CsiOptions } from "../csi/node";
 import { DEFAULT_MOUNTPOINT, serve } from "../daemon/serve";
 import { UsageError } from "../errors";
 import type { Report } from "../mounts/containers";
+import { DEFAULT_PODS_DIR } from "../targets";
 import { WEBHOOK_DEFAULTS } from "../webhook/defaults";
 import type { WebhookFlags } from "../webhook/run";
 
@@ -12,6 +16,14 @@ function fail(message: string, code = 2): never {
 }
 
 const STATE_DIR_HELP = "root-only records of the daemon (default: <mountpoint>.state)";
+
+function csiOptions(o: { csiEndpoint?: string; csiPodsDir: string; csiNodeId?: string }): CsiOptions | undefined {
+  if (!o.csiEndpoint) return undefined;
+  const sock = o.csiEndpoint.replace(/^unix:\/\//, "");
+  if (!path.isAbsolute(sock)) throw new UsageError(`--csi-endpoint ${o.csiEndpoint}: give an absolute unix socket path`);
+  if (!path.isAbsolute(o.csiPodsDir)) throw new UsageError(`--csi-pods-dir ${o.csiPodsDir}: give an absolute path`);
+  return { endpoint: sock, podsDir: path.resolve(o.csiPodsDir), nodeId: o.csiNodeId || process.env.NODE_NAME || os.hostname() };
+}
 
 function serveCommand(program: Command): void {
   program
@@ -28,6 +40,9 @@ function serveCommand(program: Command): void {
     .option("--no-remount", "do not re-bind containers' stale or handed-over mounts at start")
     .option("--no-watchdog", "do not replace a serving process that leaves a read unanswered for 2 s")
     .option("--metrics-address <host:port>", "serve Prometheus metrics here (e.g. 127.0.0.1:9105)")
+    .option("--csi-endpoint <socket>", "also serve CSI inline ephemeral volumes on this unix socket (unix:///csi/csi.sock)")
+    .option("--csi-pods-dir <dir>", "the kubelet's pods directory: CSI volumes are mounted only inside it", DEFAULT_PODS_DIR)
+    .option("--csi-node-id <name>", "the node's name for CSI (default: NODE_NAME or the hostname)")
     .action(
       async (o: {
         mountpoint: string;
@@ -37,10 +52,13 @@ function serveCommand(program: Command): void {
         remount: boolean;
         watchdog: boolean;
         metricsAddress?: string;
+        csiEndpoint?: string;
+        csiPodsDir: string;
+        csiNodeId?: string;
       }) => {
         if (o.onExit !== "upgrade" && o.onExit !== "uninstall")
           throw new UsageError(`--on-exit: "${o.onExit}" is not upgrade or uninstall`);
-        process.exitCode = await serve({ ...o, onExit: o.onExit });
+        process.exitCode = await serve({ ...o, onExit: o.onExit, csi: csiOptions(o) });
       },
     );
 
@@ -178,6 +196,12 @@ function webhookCommand(program: Command): void {
     .option("--kubeconfig <file>", "kubeconfig (default: in-cluster)")
     .option("--files <list>", "comma-separated container paths to mount over", WEBHOOK_DEFAULTS.files)
     .option("--mountpoint <dir>", "procview's mountpoint on the nodes", DEFAULT_MOUNTPOINT)
+    .option(
+      "--volumes <kind>",
+      "hostPath: a hostPath volume per file; csi: one inline volume of procview's CSI driver (admitted by Pod Security baseline and restricted)",
+      WEBHOOK_DEFAULTS.volumes,
+    )
+    .option("--no-events", "do not create a Kubernetes Event for each pod admitted without procview's files")
     .option("--cert-validity <duration>", "serving certificate lifetime", WEBHOOK_DEFAULTS.certValidity)
     .option("--ca-validity <duration>", "CA lifetime", WEBHOOK_DEFAULTS.caValidity)
     .option("--cert-check-interval <duration>", "how often to check the Secret and rotate", WEBHOOK_DEFAULTS.certCheckInterval)

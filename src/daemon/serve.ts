@@ -9,6 +9,7 @@ import { UsageError } from "../errors";
 import { mountFuse, mountFusectl, unmountFusectl } from "../fuse/mount";
 import { detachAll, remountAll } from "../mounts/containers";
 import { bindTopDirs, type Layout, LayoutError, layoutOf, prepareAnchor, probe, removeAnchor, unmountFs } from "../mounts/layout";
+import type { CsiNode, CsiOptions } from "../csi/node";
 import { NO_METRICS, ServingProcesses, type SupervisorMetrics } from "./supervisor";
 
 export const DEFAULT_MOUNTPOINT = "/var/lib/procview";
@@ -26,6 +27,8 @@ export interface ServeOptions {
   remount: boolean;
   /** Kill (and replace) a serving process that leaves the watchdog's read unanswered for 2 s. */
   watchdog: boolean;
+  /** Also serve CSI inline ephemeral volumes (the DaemonSet's CSI mode). */
+  csi?: CsiOptions;
 }
 
 function preflight(dir: string, stateDir?: string): Layout {
@@ -54,11 +57,29 @@ async function startMetrics(address?: string): Promise<{ metrics: SupervisorMetr
   }
 }
 
-/** The first read goes through INIT and a full render: when it answers, we serve. Then containers are re-bound. */
-async function whenServing(layout: Layout, opts: ServeOptions, log: Logger, metrics: SupervisorMetrics): Promise<void> {
+/** The CSI node plugin, loaded only when asked for (gRPC is a few MiB on every node). */
+async function startCsi(layout: Layout, o: CsiOptions, log: Logger): Promise<CsiNode> {
+  const node = new (await import("../csi/node.js")).CsiNode(layout, o, log.child({ component: "csi" }));
+  await node.start();
+  process.stdout.write(`procview: CSI node plugin listening on ${o.endpoint}\n`);
+  return node;
+}
+
+/**
+ * The first read goes through INIT and a full render: when it answers, we serve. Then the
+ * CSI plugin starts, if asked for, and containers are re-bound.
+ */
+async function whenServing(
+  layout: Layout,
+  opts: ServeOptions,
+  log: Logger,
+  metrics: SupervisorMetrics,
+  csi: { node?: CsiNode },
+): Promise<void> {
   const first = await probe(path.join(layout.fsDir, "proc/uptime"), 20_000);
   if (!first.ok) throw new Error(`${layout.fsDir} does not answer: ${first.message}`);
   await bindTopDirs(layout);
+  if (opts.csi) csi.node = await startCsi(layout, opts.csi, log);
   process.stdout.write(`procview: serving ${layout.anchor} (pid ${process.pid})\n`);
   if (!opts.remount) return;
   const started = Date.now();
@@ -106,11 +127,13 @@ export async function serve(opts: ServeOptions): Promise<number> {
   });
   serving.start();
 
+  const csi: { node?: CsiNode } = {};
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = async (code: number) => {
       if (stopping) return;
       stopping = true;
+      await csi.node?.stop().catch((e: Error) => log.warn({ err: e.message }, "CSI plugin did not stop cleanly"));
       // Containers fall back to the host's own files rather than a mount that will go stale;
       // on upgrade the next daemon re-binds the ones recorded here.
       const report = await detachAll(layout, { record: opts.onExit === "upgrade" });
@@ -132,7 +155,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
       log.error({ err: e.message }, "supervisor failed");
       void stop(1);
     });
-    whenServing(layout, opts, log, metrics).catch((e: Error) => {
+    whenServing(layout, opts, log, metrics, csi).catch((e: Error) => {
       if (e instanceof LayoutError || !stopping) log.error({ err: e.message }, "startup failed");
       void stop(1);
     });

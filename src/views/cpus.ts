@@ -6,7 +6,7 @@ import { parseCpuList } from "../cgroup/reader";
  * cut to ceil(quota) CPUs when a CFS quota applies and the quota view is on. Never empty.
  */
 export function visibleCpus(hostOnline: readonly number[], limits: CpuLimits, useQuota: boolean): number[] {
-  const inSet = limits.cpuset ? limits.cpuset.filter((c) => hostOnline.includes(c)) : [...hostOnline];
+  const inSet = (limits.cpuset ?? hostOnline).filter((c) => hostOnline.includes(c));
   const pool = inSet.length > 0 ? inSet : [...hostOnline];
   let n = pool.length;
   // A tiny epsilon so that a quota of exactly 2 CPUs (200000/100000) does not become 3.
@@ -14,9 +14,9 @@ export function visibleCpus(hostOnline: readonly number[], limits: CpuLimits, us
   return pool.slice(0, Math.max(1, n));
 }
 
-/** How much of each shown CPU the container may use: 0.5 for a half-CPU quota on one CPU. */
+/** How much of each shown CPU the container may use: 0.5 for a half-CPU quota on one CPU (`visible` >= 1). */
 export function cpuShare(visible: number, limits: CpuLimits, useQuota: boolean): number {
-  if (!useQuota || limits.quota === null || visible === 0) return 1;
+  if (!useQuota || limits.quota === null) return 1;
   return Math.min(1, limits.quota / visible);
 }
 

@@ -26,9 +26,16 @@ export interface AdmissionResponse {
   warnings?: string[];
 }
 
+/** Why a pod that asked for procview's files was admitted without (some of) them. */
+export type UnpatchedReason = "too-large" | "volume-conflict" | "error";
+export interface Unpatched {
+  reason: UnpatchedReason;
+  message: string;
+}
+
 export type Outcome =
-  | { kind: "mutated"; review: object; injected: string[] }
-  | { kind: "skipped"; review: object; reason: SkipReason }
+  | { kind: "mutated"; review: object; injected: string[]; unpatched?: Unpatched }
+  | { kind: "skipped"; review: object; reason: SkipReason; unpatched?: Unpatched }
   // The pod is allowed unpatched: something about it we could not handle.
   | { kind: "errored"; review: object; error: string }
   | { kind: "rejected"; status: number; message: string };
@@ -85,14 +92,23 @@ export function review(body: unknown, cfg: AdmissionConfig, scope: Scope): Outco
     kind: "skipped",
     review: answer({ warnings: [`procview: ${why}; not injected`] }),
     reason: "too-large",
+    unpatched: { reason: "too-large", message: `${why}; not injected` },
   });
   const count = pod.spec.containers.length + (Array.isArray(pod.spec.initContainers) ? pod.spec.initContainers.length : 0);
   if (count > MAX_CONTAINERS) return tooLarge(`the pod has ${count} containers, more than ${MAX_CONTAINERS}`);
 
   const result = injectMounts(pod, cfg.targets);
   const warnings = result.warnings.map((w) => `procview: ${w}`);
+  const conflict: Unpatched | undefined = result.warnings.length
+    ? { reason: "volume-conflict", message: result.warnings.join("; ") }
+    : undefined;
   if (result.ops.length === 0) {
-    return { kind: "skipped", review: answer(warnings.length ? { warnings } : {}), reason: "nothing-to-do" };
+    return {
+      kind: "skipped",
+      review: answer(warnings.length ? { warnings } : {}),
+      reason: "nothing-to-do",
+      ...(conflict ? { unpatched: conflict } : {}),
+    };
   }
   const json = JSON.stringify(result.ops);
   if (json.length > MAX_PATCH_BYTES) return tooLarge(`the patch would be ${json.length} bytes, more than ${MAX_PATCH_BYTES}`);
@@ -101,5 +117,6 @@ export function review(body: unknown, cfg: AdmissionConfig, scope: Scope): Outco
     kind: "mutated",
     review: answer({ patchType: "JSONPatch", patch, ...(warnings.length ? { warnings } : {}) }),
     injected: result.injected,
+    ...(conflict ? { unpatched: conflict } : {}),
   };
 }

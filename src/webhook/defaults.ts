@@ -7,6 +7,7 @@ export const WEBHOOK_DEFAULTS = {
   secretName: "procview-webhook-certs",
   webhookConfigName: "procview",
   files: DEFAULT_WEBHOOK_FILES.join(","),
+  volumes: "hostPath",
   certValidity: "365d",
   caValidity: "3650d",
   certCheckInterval: "1h",

@@ -9,6 +9,14 @@ type K8s = typeof import("@kubernetes/client-node");
 let k8sModule: Promise<K8s> | undefined;
 export const loadK8s = (): Promise<K8s> => (k8sModule ??= import("@kubernetes/client-node"));
 
+/** A kubeconfig file's configuration, or the pod's own (in-cluster) when there is no file. */
+export async function makeKubeConfig(file?: string): Promise<InstanceType<K8s["KubeConfig"]>> {
+  const kc = new (await loadK8s()).KubeConfig();
+  if (file) kc.loadFromFile(file);
+  else kc.loadFromCluster();
+  return kc;
+}
+
 const KEYS = { caCert: "ca.crt", caKey: "ca.key", caBundle: "ca-bundle.crt", cert: "tls.crt", key: "tls.key" } as const;
 
 export interface ManagerOptions {
@@ -72,9 +80,7 @@ export class CertificateManager {
 
   private async makeApis() {
     const k8s = await loadK8s();
-    const kc = new k8s.KubeConfig();
-    if (this.o.kubeconfig) kc.loadFromFile(this.o.kubeconfig);
-    else kc.loadFromCluster();
+    const kc = await makeKubeConfig(this.o.kubeconfig);
     return { k8s, kc, core: kc.makeApiClient(k8s.CoreV1Api), admission: kc.makeApiClient(k8s.AdmissionregistrationV1Api) };
   }
 

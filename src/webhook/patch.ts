@@ -1,17 +1,29 @@
-// The mutation: read-only hostPath mounts of procview's files over each container's own,
-// as RFC 6902 operations against the raw pod, so fields this code does not know survive.
+// The mutation: read-only mounts of procview's files over each container's own, as RFC
+// 6902 operations against the raw pod, so fields this code does not know survive. The files
+// come from hostPath volumes (one per file), or, where Pod Security forbids hostPath, from
+// one inline CSI volume of procview's node plugin, each file mounted with subPath.
 import * as path from "node:path";
+import { CSI_DRIVER } from "../targets";
 
 export type JsonPatchOp = { op: "add" | "replace"; path: string; value: unknown };
 
-/** A file to bind: where it goes in the container, and its hostPath volume. */
+/** Where the files come from: hostPath volumes, or procview's inline CSI volume. */
+export type VolumeKind = "hostPath" | "csi";
+export const VOLUME_KINDS: readonly VolumeKind[] = ["hostPath", "csi"];
+
+/** A file to bind: where it goes in the container, and the volume it comes from. */
 export interface MountTarget {
   mountPath: string;
   volumeName: string;
-  hostPath: string;
-  hostPathType: "File" | "Directory";
+  /** The volume's source, as the pod spec writes it. */
+  volume: { hostPath: { path: string; type: "File" | "Directory" } } | { csi: { driver: string; readOnly: true } };
+  /** The file inside the volume (CSI: the one volume holds the whole tree). */
+  subPath?: string;
   propagation?: "HostToContainer";
 }
+
+/** The one CSI volume every file comes from. */
+export const CSI_VOLUME = "procview";
 
 /** Where pods get a slave copy of the node's mountpoint, so a restarted daemon can re-bind their files. */
 export const LIVE_MOUNT_PATH = "/run/procview";
@@ -38,16 +50,23 @@ export const ANNOTATION_INJECTED = "procview.io/injected";
  * Turns container paths into mount targets under the node's mountpoint; throws on a path
  * runc would refuse. With `remountable`, one more: the mountpoint itself, HostToContainer.
  */
-export function mountTargets(files: readonly string[], mountpoint: string, remountable = true): MountTarget[] {
+export function mountTargets(
+  files: readonly string[],
+  mountpoint: string,
+  remountable = true,
+  kind: VolumeKind = "hostPath",
+): MountTarget[] {
+  const csi = { csi: { driver: CSI_DRIVER, readOnly: true as const } };
   const live: MountTarget[] = remountable
     ? [
-        {
-          mountPath: LIVE_MOUNT_PATH,
-          volumeName: "procview-live",
-          hostPath: mountpoint,
-          hostPathType: "Directory",
-          propagation: "HostToContainer",
-        },
+        kind === "csi"
+          ? { mountPath: LIVE_MOUNT_PATH, volumeName: CSI_VOLUME, volume: csi, propagation: "HostToContainer" }
+          : {
+              mountPath: LIVE_MOUNT_PATH,
+              volumeName: "procview-live",
+              volume: { hostPath: { path: mountpoint, type: "Directory" } },
+              propagation: "HostToContainer",
+            },
       ]
     : [];
   return [
@@ -56,11 +75,11 @@ export function mountTargets(files: readonly string[], mountpoint: string, remou
         throw new Error(
           `cannot inject ${f}: only /proc/{cpuinfo,diskstats,meminfo,stat,swaps,uptime,loadavg,slabinfo} and /sys/devices/system/cpu[/FILE]`,
         );
+      if (kind === "csi") return { mountPath: f, volumeName: CSI_VOLUME, volume: csi, subPath: f.slice(1) };
       return {
         mountPath: f,
         volumeName: `procview${f.replace(/\//g, "-")}`.slice(0, 63),
-        hostPath: path.posix.join(mountpoint, f),
-        hostPathType: f === "/sys/devices/system/cpu" ? "Directory" : "File",
+        volume: { hostPath: { path: path.posix.join(mountpoint, f), type: f === "/sys/devices/system/cpu" ? "Directory" : "File" } },
       };
     }),
     ...live,
@@ -70,6 +89,12 @@ export function mountTargets(files: readonly string[], mountpoint: string, remou
 interface RawVolume {
   name?: unknown;
   hostPath?: { path?: unknown };
+  csi?: { driver?: unknown };
+}
+
+/** Whether an existing volume of that name is the one we would add. */
+function isOurs(v: RawVolume, t: MountTarget): boolean {
+  return "hostPath" in t.volume ? v.hostPath?.path === t.volume.hostPath.path : v.csi?.driver === t.volume.csi.driver;
 }
 interface RawContainer {
   volumeMounts?: { mountPath?: unknown; name?: unknown }[];
@@ -105,7 +130,7 @@ export function injectMounts(pod: RawPod, targets: readonly MountTarget[]): Inje
 
   const usable = targets.filter((t) => {
     const v = byName.get(t.volumeName);
-    if (v && v.hostPath?.path !== t.hostPath) {
+    if (v && !isOurs(v, t)) {
       warnings.push(`volume ${t.volumeName} already exists and is not procview's: ${t.mountPath} not injected`);
       return false;
     }
@@ -131,6 +156,7 @@ export function injectMounts(pod: RawPod, targets: readonly MountTarget[]): Inje
         name: t.volumeName,
         mountPath: t.mountPath,
         readOnly: true,
+        ...(t.subPath ? { subPath: t.subPath } : {}),
         ...(t.propagation ? { mountPropagation: t.propagation } : {}),
       }));
       const base = `/spec/${field}/${i}/volumeMounts`;
@@ -143,9 +169,14 @@ export function injectMounts(pod: RawPod, targets: readonly MountTarget[]): Inje
     });
   }
 
-  const newVolumes = usable
-    .filter((t) => neededVolumes.has(t.volumeName) && !byName.has(t.volumeName))
-    .map((t) => ({ name: t.volumeName, hostPath: { path: t.hostPath, type: t.hostPathType } }));
+  // One volume per name (every CSI target shares one).
+  const newVolumes = [
+    ...new Map(
+      usable
+        .filter((t) => neededVolumes.has(t.volumeName) && !byName.has(t.volumeName))
+        .map((t) => [t.volumeName, { name: t.volumeName, ...t.volume }]),
+    ).values(),
+  ];
   if (newVolumes.length) {
     // Volumes first, so that every mount added after refers to a volume that exists.
     const volumeOps: JsonPatchOp[] = volumes

@@ -4,7 +4,8 @@ import pino from "pino";
 import { UsageError } from "../errors";
 import { notAfter, serviceDnsNames } from "./certs";
 import { CertificateManager } from "./kube";
-import { mountTargets } from "./patch";
+import { EventRecorder } from "./events";
+import { mountTargets, VOLUME_KINDS } from "./patch";
 import { memorySetupGaps } from "./reclaim";
 import { WebhookServer } from "./server";
 
@@ -19,6 +20,9 @@ export interface WebhookFlags {
   kubeconfig?: string;
   files: string;
   mountpoint: string;
+  volumes: string;
+  /** Create a Kubernetes Event for each pod admitted without procview's files. */
+  events: boolean;
   certValidity: string;
   caValidity: string;
   certCheckInterval: string;
@@ -55,6 +59,8 @@ export async function runWebhook(f: WebhookFlags): Promise<number> {
   const logger = pino({ level: f.logLevel, base: { component: "webhook" } }, pino.destination(2));
   const listen = parseListen(f.listen);
   const namespace = ownNamespace(f.namespace);
+  const kind = VOLUME_KINDS.find((k) => k === f.volumes);
+  if (!kind) throw new UsageError(`--volumes: "${f.volumes.slice(0, 64)}" is not hostPath or csi`);
   let targets;
   try {
     targets = mountTargets(
@@ -63,6 +69,8 @@ export async function runWebhook(f: WebhookFlags): Promise<number> {
         .map((s) => s.trim())
         .filter(Boolean),
       f.mountpoint,
+      true,
+      kind,
     );
   } catch (e) {
     throw new UsageError(`--files: ${(e as Error).message}`);
@@ -116,7 +124,20 @@ export async function runWebhook(f: WebhookFlags): Promise<number> {
     tls = { cert: b.cert, key: b.key };
   }
 
-  const server = new WebhookServer({ host: listen.host, port: listen.port, tls, admission, logger });
+  let recorder = f.events ? new EventRecorder({ kubeconfig: f.kubeconfig, logger }) : undefined;
+  const noApi = await recorder?.connect();
+  if (noApi) {
+    logger.warn({ err: noApi }, "no Kubernetes API access: no Events for pods admitted without procview's files");
+    recorder = undefined;
+  }
+  const server = new WebhookServer({
+    host: listen.host,
+    port: listen.port,
+    tls,
+    admission,
+    logger,
+    onUnpatched: recorder ? (pod, why) => recorder?.record(pod, why) : undefined,
+  });
   live.server = server;
   server.setTls(tls, notAfter(tls.cert));
   const addr = await server.listen();

@@ -2,24 +2,18 @@
 // POST /mutate-pod (pods that opt in one by one), /healthz, /readyz, /metrics.
 // Bad requests get a 4xx with the reason; a pod is never denied for our own fault. No
 // request can crash it or make it do unbounded work: bodies are size- and depth-checked
-// before parsing, every answer is built under one guard, and connections are capped and
-// timed out (./limits).
+// before parsing, every answer is built under one guard, large bodies are decided off this
+// thread (./offload), and connections are capped and timed out (./limits).
 import * as https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import type { Logger } from "pino";
 import * as prom from "prom-client";
 import { Reclaimer } from "./reclaim";
-import { type AdmissionConfig, review, type Scope } from "./admission";
-import {
-  clip,
-  HEADERS_TIMEOUT_MS,
-  jsonDepthExceeds,
-  KEEP_ALIVE_MS,
-  LARGE_BODY_BYTES,
-  MAX_CONNECTIONS,
-  MAX_JSON_DEPTH,
-  REQUEST_TIMEOUT_MS,
-} from "./limits";
+import type { AdmissionConfig, Scope, Unpatched } from "./admission";
+import { decide } from "./decide";
+import type { PodIdentity } from "./events";
+import { clip, HEADERS_TIMEOUT_MS, KEEP_ALIVE_MS, LARGE_BODY_BYTES, MAX_CONNECTIONS, REQUEST_TIMEOUT_MS } from "./limits";
+import { OFFLOAD_BYTES, Offload } from "./offload";
 
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
 
@@ -36,6 +30,8 @@ export interface WebhookServerOptions {
   logger: Logger;
   maxBodyBytes?: number;
   maxConnections?: number;
+  /** Told of every pod that asked for procview's files and is admitted without (some of) them. */
+  onUnpatched?: (pod: PodIdentity, why: Unpatched) => void;
 }
 
 const ROUTES: Record<string, Scope> = { "/mutate": "namespace", "/mutate-pod": "pod" };
@@ -66,6 +62,12 @@ export class WebhookServer {
     labelNames: ["kind"],
     registers: [this.registry],
   });
+  private readonly unpatched = new prom.Counter({
+    name: "procview_webhook_unpatched_total",
+    help: "Pods that asked for procview's files and were admitted without (some of) them, by reason",
+    labelNames: ["reason"],
+    registers: [this.registry],
+  });
   private readonly latency = new prom.Histogram({
     name: "procview_webhook_admission_duration_seconds",
     help: "Time from the end of the request body to the response",
@@ -84,10 +86,12 @@ export class WebhookServer {
   });
   private ready = false;
   private readonly reclaimer = new Reclaimer();
+  private readonly offload: Offload;
   /** Open connections, oldest first: requests in progress, and requests answered. */
   private readonly connections = new Map<Socket, { busy: number; served: number }>();
 
   constructor(private readonly o: WebhookServerOptions) {
+    this.offload = new Offload(o.admission);
     // Memory, heap, event-loop lag and file descriptors: what tells an operator it is healthy.
     prom.collectDefaultMetrics({ register: this.registry });
     this.server = https.createServer(
@@ -155,6 +159,7 @@ export class WebhookServer {
   async close(): Promise<void> {
     this.ready = false;
     this.reclaimer.stop();
+    this.offload.stop();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
@@ -234,44 +239,21 @@ export class WebhookServer {
     req.on("end", () => {
       if (size > LARGE_BODY_BYTES) this.reclaimer.burst();
       if (refused) return;
-      try {
-        this.admit(Buffer.concat(chunks, size), scope, res);
-      } catch (e) {
-        // Nothing in admit should throw; if it does, we stay up.
-        this.internalError(res, e);
-      }
+      // Nothing in admit should throw; if it does, we stay up.
+      this.admit(Buffer.concat(chunks, size), scope, res).catch((e: unknown) => this.internalError(res, e));
     });
     req.on("error", () => res.destroy());
   }
 
-  private admit(raw: Buffer, scope: Scope, res: import("node:http").ServerResponse): void {
+  private async admit(raw: Buffer, scope: Scope, res: import("node:http").ServerResponse): Promise<void> {
     const stop = this.latency.startTimer();
-    const text = raw.toString("utf8");
-    if (jsonDepthExceeds(text)) {
+    const d = raw.length > OFFLOAD_BYTES ? await this.offload.decide(raw, scope) : decide(raw.toString("utf8"), this.o.admission, scope);
+    if (d.kind === "refused") {
       stop();
-      return this.fail(res, 400, `the body nests deeper than ${MAX_JSON_DEPTH} levels; no AdmissionReview does`);
+      return this.fail(res, d.status, d.message);
     }
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch (e) {
-      stop();
-      return this.fail(res, 400, `malformed JSON: ${clip(e instanceof Error ? e.message : String(e))}`);
-    }
-    let outcome: ReturnType<typeof review>;
-    let answer: string;
-    try {
-      outcome = review(body, this.o.admission, scope);
-      answer = outcome.kind === "rejected" ? "" : JSON.stringify(outcome.review);
-    } catch (e) {
-      // Our bug: the pod goes through unpatched, and we say so.
-      outcome = { kind: "errored", review: allowUnpatched(body), error: clip(e instanceof Error ? e.message : String(e)) };
-      answer = JSON.stringify(outcome.review);
-    }
+    const { outcome } = d;
     switch (outcome.kind) {
-      case "rejected":
-        stop();
-        return this.fail(res, outcome.status, outcome.message);
       case "mutated":
         this.mutated.inc();
         this.o.logger.debug({ injected: outcome.injected }, "pod mutated");
@@ -284,23 +266,12 @@ export class WebhookServer {
         this.o.logger.warn({ error: outcome.error }, "pod allowed unpatched");
         break;
     }
+    if (d.unpatched) {
+      this.unpatched.inc({ reason: d.unpatched.why.reason });
+      if (d.unpatched.pod) this.o.onUnpatched?.(d.unpatched.pod, d.unpatched.why);
+    }
     this.requests.inc({ code: 200 });
-    this.send(res, 200, answer);
+    this.send(res, 200, d.answer);
     stop();
   }
-}
-
-/** An allow answer for a review whose uid we can still find; used when our own code failed. Only strings are echoed. */
-function allowUnpatched(body: unknown): object {
-  const b = (typeof body === "object" && body !== null ? body : {}) as { apiVersion?: unknown; request?: { uid?: unknown } };
-  const uid = typeof b.request === "object" && b.request !== null ? b.request.uid : undefined;
-  return {
-    apiVersion: typeof b.apiVersion === "string" ? clip(b.apiVersion) : "admission.k8s.io/v1",
-    kind: "AdmissionReview",
-    response: {
-      uid: typeof uid === "string" ? clip(uid) : "",
-      allowed: true,
-      warnings: ["procview: internal error; the pod was not injected"],
-    },
-  };
 }

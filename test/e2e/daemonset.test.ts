@@ -3,12 +3,14 @@
 // mountpoint Bidirectional), on this cgroup v1 host where runc binds each hierarchy to the
 // container's own cgroup. Limited containers beside it must see their own limits.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { seenIn } from "../helpers/checks";
 import { isMounted, tempDir } from "../helpers/daemons";
-import { sharedMount, startDaemonSetPod } from "../helpers/daemonset";
+import { CsiCaller, OK, publishRequest, str, unpublishRequest } from "../helpers/csi";
+import { NODE_NAME, sharedMount, startDaemonSetPod } from "../helpers/daemonset";
 import { Container } from "../helpers/runc";
 
 const MiB = 1024 * 1024;
@@ -134,5 +136,86 @@ describe("a pod that cannot see the host's cgroups (no hostPath of /sys/fs/cgrou
     } finally {
       c.destroy();
     }
+  });
+});
+
+describe("deploy/overlays/csi's DaemonSet pod: inline CSI volumes for Pod Security restricted namespaces", () => {
+  // The node's directories the overlay's pod mounts, each stood in for here.
+  let dir: string;
+  let node: { pod: Container; undo: () => void };
+  let caller: CsiCaller;
+  const paths = () => ({
+    mountpoint: path.join(dir, "procview"),
+    state: path.join(dir, "procview.state"),
+    pods: path.join(dir, "kubelet/pods"),
+    plugin: path.join(dir, "kubelet/plugins/csi.procview.io"),
+    registry: path.join(dir, "kubelet/plugins_registry"),
+  });
+  const containers: Container[] = [];
+  before(async () => {
+    dir = tempDir("pv-node-");
+    const p = paths();
+    for (const d of Object.values(p)) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+    // The node's / is shared (systemd): the pod's Bidirectional mounts reach the host through it.
+    const undoMountpoint = sharedMount(p.mountpoint);
+    const undoPods = sharedMount(p.pods);
+    const pod = startDaemonSetPod(
+      {
+        "/var/lib/procview": p.mountpoint,
+        "/var/lib/procview.state": p.state,
+        "/var/lib/kubelet/pods": p.pods,
+        "/var/lib/kubelet/plugins/csi.procview.io": p.plugin,
+        "/var/lib/kubelet/plugins_registry": p.registry,
+      },
+      undefined,
+      "deploy/overlays/csi",
+    );
+    node = {
+      pod,
+      undo: () => {
+        undoPods();
+        undoMountpoint();
+      },
+    };
+    for (const end = Date.now() + 30_000; !pod.output().includes("CSI node plugin listening"); await new Promise((r) => setTimeout(r, 100)))
+      if (Date.now() > end) throw new Error(`the CSI plugin did not start: ${pod.output()}`);
+    caller = new CsiCaller(path.join(p.plugin, "csi.sock"));
+  });
+  after(async () => {
+    caller?.close();
+    for (const c of containers) c.destroy();
+    if (node) {
+      const stopped = await node.pod.stop("TERM", 20_000);
+      node.pod.destroy();
+      // Volumes the test left published are the kubelet's to unmount: here, the test's.
+      spawnSync("umount", ["-R", "-l", paths().pods]);
+      node.undo();
+      assert.ok(stopped, `the daemon did not stop on SIGTERM: ${node.pod.output()}`);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the kubelet's calls on the registered socket: the node's name, and a volume a limited container reads its own figures from", async () => {
+    const info = await caller.call("/csi.v1.Identity/GetPluginInfo");
+    assert.equal(str(info.fields, 1), "csi.procview.io", info.details);
+    assert.equal(str((await caller.call("/csi.v1.Node/NodeGetInfo")).fields, 1), NODE_NAME);
+    // The kubelet names the target by its path on the node.
+    const target = "/var/lib/kubelet/pods/0f6c7a52-6d0e-4a37-9c5b-1d2e3f4a5b6c/volumes/kubernetes.io~csi/procview/mount";
+    const onHost = path.join(paths().pods, path.relative("/var/lib/kubelet/pods", target));
+    fs.mkdirSync(path.dirname(onHost), { recursive: true });
+    const r = await caller.call("/csi.v1.Node/NodePublishVolume", publishRequest({ target }));
+    assert.equal(r.code, OK, `${r.details}\n${node.pod.output()}`);
+    assert.ok(fs.readdirSync(path.join(onHost, "proc")).includes("meminfo"), "the volume reached the node");
+    // The pod, as the kubelet starts it: files by subPath, the volume itself at /run/procview.
+    const c = new Container({ memoryBytes: 256 * MiB, cpuQuota: 0.5, cpus: "0-1", source: onHost });
+    containers.push(c);
+    const seen = seenIn(c);
+    assert.deepEqual([seen.freeTotal, seen.cpuinfoProcessors, seen.getconfOnln], [256 * MiB, 1, 1]);
+
+    assert.equal((await caller.call("/csi.v1.Node/NodeUnpublishVolume", unpublishRequest(target))).code, OK);
+    assert.ok(!fs.existsSync(onHost));
+    // The node's own mountpoint is untouched by the volume's unmount.
+    const hostKb = Number(/^MemTotal:\s+(\d+)/m.exec(fs.readFileSync(path.join(paths().mountpoint, "proc/meminfo"), "utf8"))?.[1]);
+    assert.equal(hostKb, hostMemTotalKb());
   });
 });

@@ -49,6 +49,8 @@ describe("deploy/base", () => {
   it("renders, and every object validates against the Kubernetes schema", () => {
     assert.deepEqual(objs.map((o) => o.kind).sort(), [
       "ClusterRole",
+      "ClusterRole",
+      "ClusterRoleBinding",
       "ClusterRoleBinding",
       "DaemonSet",
       "Deployment",
@@ -134,8 +136,14 @@ describe("deploy/base", () => {
         verbs: ["get", "patch", "list", "watch"],
       },
     ]);
-    for (const kind of ["RoleBinding", "ClusterRoleBinding"])
-      assert.deepEqual(find(objs, kind).subjects, [{ kind: "ServiceAccount", name: "procview-webhook", namespace: "procview-system" }]);
+    // Events for pods admitted without procview's files: create, nothing else.
+    assert.deepEqual(find(objs, "ClusterRole", "procview-webhook-events").rules, [
+      { apiGroups: [""], resources: ["events"], verbs: ["create"] },
+    ]);
+    for (const o of objs.filter((x) => x.kind === "RoleBinding" || x.kind === "ClusterRoleBinding"))
+      assert.deepEqual((o as Obj & { subjects: unknown }).subjects, [
+        { kind: "ServiceAccount", name: "procview-webhook", namespace: "procview-system" },
+      ]);
   });
 
   it("the node daemon: privileged, host pid namespace, the host's cgroup trees, Bidirectional mount, every taint tolerated, node-critical, probes that read the mount", () => {
@@ -197,13 +205,71 @@ describe("deploy/overlays/cert-manager", () => {
     for (const kind of ["Certificate", "Issuer", "Deployment"]) assert.equal(find(objs, kind).metadata.namespace, "procview-system", kind);
   });
 
-  it("least privilege: the webhook gets no RBAC and no API token (cert-manager does the certificate work)", () => {
+  it("least privilege: the webhook may only create Events (cert-manager does the certificate work)", () => {
     const rbac = objs.filter((o) => ["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"].includes(o.kind));
     assert.deepEqual(
       rbac.map((o) => `${o.kind}/${o.metadata.name}`),
-      [],
+      ["ClusterRole/procview-webhook-events", "ClusterRoleBinding/procview-webhook-events"],
     );
-    assert.equal(find(objs, "ServiceAccount", "procview-webhook").automountServiceAccountToken, false);
+    assert.deepEqual(find(objs, "ClusterRole").rules, [{ apiGroups: [""], resources: ["events"], verbs: ["create"] }]);
+  });
+});
+
+describe("deploy/overlays/csi: Pod Security baseline and restricted namespaces too", () => {
+  const objs = render("deploy/overlays/csi");
+
+  it("renders and validates; a CSIDriver for inline ephemeral volumes only, nothing to attach, ownership left alone", () => {
+    for (const o of objs) validate(o);
+    const driver = find(objs, "CSIDriver", "csi.procview.io");
+    assert.equal(driver.metadata.namespace, undefined, "cluster-scoped");
+    assert.deepEqual(driver.spec, {
+      attachRequired: false,
+      podInfoOnMount: true,
+      volumeLifecycleModes: ["Ephemeral"],
+      fsGroupPolicy: "None",
+      requiresRepublish: false,
+      storageCapacity: false,
+    });
+  });
+
+  it("the daemon serves the plugin where the registrar looks, and mounts volumes where the kubelet names them", () => {
+    const spec = find(objs, "DaemonSet", "procview").spec.template.spec;
+    const [daemon, registrar] = spec.containers;
+    assert.equal(registrar.name, "node-driver-registrar");
+    assert.match(registrar.image, /^registry\.k8s\.io\/sig-storage\/csi-node-driver-registrar:v2\.\d+\.\d+$/);
+    const hostPathOf = (name: string) => spec.volumes.find((v: { name: string }) => v.name === name).hostPath.path;
+    const mount = (c: { volumeMounts: { name: string; mountPath: string }[] }, name: string) => c.volumeMounts.find((m) => m.name === name);
+    // The socket: serve's --csi-endpoint and the registrar's --csi-address are one file of one volume...
+    assert.ok(daemon.args.includes("--csi-endpoint=unix:///csi/csi.sock"), daemon.args.join(" "));
+    assert.ok(registrar.args.includes("--csi-address=/csi/csi.sock"));
+    assert.equal(mount(daemon, "csi-plugin")?.mountPath, "/csi");
+    assert.equal(mount(registrar, "csi-plugin")?.mountPath, "/csi");
+    // ...which the kubelet finds on the host where the registrar says it is.
+    assert.ok(registrar.args.includes(`--kubelet-registration-path=${hostPathOf("csi-plugin")}/csi.sock`), registrar.args.join(" "));
+    assert.equal(hostPathOf("kubelet-registration"), "/var/lib/kubelet/plugins_registry");
+    assert.equal(mount(registrar, "kubelet-registration")?.mountPath, "/registration");
+    // The kubelet's pods directory at its host path (target paths are host paths), Bidirectional
+    // so that volumes reach the host; serve mounts only inside it, by default exactly there.
+    const pods = daemon.volumeMounts.find((m: { name: string }) => m.name === "kubelet-pods");
+    assert.deepEqual(pods, { name: "kubelet-pods", mountPath: "/var/lib/kubelet/pods", mountPropagation: "Bidirectional" });
+    assert.equal(hostPathOf("kubelet-pods"), "/var/lib/kubelet/pods");
+    const help = spawnSync(process.execPath, [path.join(ROOT, "bin/procview"), "serve", "--help"], { encoding: "utf8" }).stdout;
+    assert.match(help.replace(/\s+/g, " "), /--csi-pods-dir <dir> .*\(default: "\/var\/lib\/kubelet\/pods"\)/);
+    assert.deepEqual(daemon.env, [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }]);
+  });
+
+  it("the webhook injects the csi volume, and is called in baseline and restricted namespaces as elsewhere", () => {
+    assert.ok(find(objs, "Deployment", "procview-webhook").spec.template.spec.containers[0].args.includes("--volumes=csi"));
+    const mwc = find(objs, "MutatingWebhookConfiguration", "procview");
+    const calls = (nsLabels: Record<string, string>, podLabels: Record<string, string>) =>
+      mwc.webhooks.filter((w: Webhook) => selects(w.namespaceSelector, nsLabels) && selects(w.objectSelector, podLabels)).length;
+    for (const level of ["baseline", "restricted", "privileged"]) {
+      const ns = { "kubernetes.io/metadata.name": "apps", "pod-security.kubernetes.io/enforce": level };
+      assert.equal(calls({ ...ns, "procview.io/inject": "enabled" }, {}), 1, `namespace opt-in, ${level}`);
+      assert.equal(calls(ns, { "procview.io/inject": "true" }), 1, `pod opt-in, ${level}`);
+      assert.equal(calls(ns, {}), 0, `no opt-in, ${level}`);
+    }
+    assert.equal(calls({ "kubernetes.io/metadata.name": "kube-system", "procview.io/inject": "enabled" }, {}), 0);
   });
 });
 
@@ -241,7 +307,7 @@ describe("moving the kit to another namespace", () => {
     return render(dir);
   }
 
-  for (const overlay of ["deploy/overlays/namespace", "deploy/overlays/cert-manager"])
+  for (const overlay of ["deploy/overlays/namespace", "deploy/overlays/cert-manager", "deploy/overlays/csi"])
     it(`${overlay}, copied with one namespace line changed: every object and every reference moves`, () => {
       const objs = moved(overlay, "team-infra");
       for (const o of objs) validate(o);

@@ -1,15 +1,17 @@
 // procview's DaemonSet pod, run with runc the way a container runtime would run it on a node:
-// the spec is read from deploy/base/daemonset.yaml (args, privileged, hostPID, volumes and
-// their propagation, memory limit), not written by hand, so what passes here is the kit.
+// the spec is read from deploy/base/daemonset.yaml, or from an overlay as kubectl renders it
+// (args, env, privileged, hostPID, volumes and their propagation, memory limit), not
+// written by hand, so what passes here is the kit. Only the procview container runs.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import { kitObject, REPO } from "./deploy";
+import { kitObject, REPO, renderedObject } from "./deploy";
 import { Container, type OciSpec } from "./runc";
 
 interface PodSpec {
   hostPID?: boolean;
   containers: {
     args: string[];
+    env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
     securityContext?: { privileged?: boolean };
     resources?: { limits?: { memory?: string } };
     volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; mountPropagation?: string }[];
@@ -17,8 +19,12 @@ interface PodSpec {
   volumes?: { name: string; hostPath?: { path: string } }[];
 }
 
-export function daemonSetPod(): PodSpec {
-  return kitObject("deploy/base/daemonset.yaml", "DaemonSet").spec.template.spec as PodSpec;
+/** The node's name the stand-in kubelet gives the pod (spec.nodeName). */
+export const NODE_NAME = "node-a";
+
+export function daemonSetPod(overlay?: string): PodSpec {
+  const ds = overlay ? renderedObject(overlay, "DaemonSet") : kitObject("deploy/base/daemonset.yaml", "DaemonSet");
+  return ds.spec.template.spec as PodSpec;
 }
 
 // Every capability a privileged container gets (capability(7), Linux 5.9+).
@@ -44,8 +50,8 @@ const UNITS: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }
  * first (a broken layout).
  * The image's /opt/procview is this checkout, read-only; its entrypoint is bin/procview.
  */
-export function startDaemonSetPod(hostPaths: Record<string, string>, change?: (pod: PodSpec) => void): Container {
-  const pod = daemonSetPod();
+export function startDaemonSetPod(hostPaths: Record<string, string>, change?: (pod: PodSpec) => void, overlay?: string): Container {
+  const pod = daemonSetPod(overlay);
   change?.(pod);
   const c = pod.containers[0];
   const volumes = new Map((pod.volumes ?? []).map((v) => [v.name, v.hostPath?.path ?? ""]));
@@ -54,6 +60,12 @@ export function startDaemonSetPod(hostPaths: Record<string, string>, change?: (p
     memoryBytes: limit ? Number(limit[1]) * UNITS[limit[2]] : undefined,
     customize: (spec: OciSpec) => {
       spec.process.args = ["/opt/procview/bin/procview", ...c.args];
+      for (const e of c.env ?? []) {
+        const field = e.valueFrom?.fieldRef?.fieldPath;
+        if (e.value === undefined && field !== "spec.nodeName")
+          throw new Error(`env ${e.name}: only values and spec.nodeName are stood in for`);
+        spec.process.env.push(`${e.name}=${e.value ?? NODE_NAME}`);
+      }
       spec.process.noNewPrivileges = false;
       const mounts = spec.mounts.filter((m) => m.destination !== "/dev" && m.destination !== "/dev/pts" && m.destination !== "/sys");
       mounts.push(

@@ -1,4 +1,5 @@
 // What the deploy kit says, read the way kubectl would read it.
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseAllDocuments } from "yaml";
@@ -19,4 +20,16 @@ export function webhookDeploymentEnv(): Record<string, string> {
   const deployment = kitObject("deploy/base/webhook.yaml", "Deployment");
   const env: { name: string; value?: string }[] = deployment.spec.template.spec.containers[0].env ?? [];
   return Object.fromEntries(env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string]));
+}
+
+/** The first object of `kind` in a kustomization as `kubectl kustomize` renders it, e.g. ("deploy/overlays/csi", "DaemonSet"). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function renderedObject(dir: string, kind: string): any {
+  const r = spawnSync("kubectl", ["kustomize", path.join(REPO, dir)], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`kubectl kustomize ${dir}: ${r.stderr || r.error?.message}`);
+  const o = parseAllDocuments(r.stdout)
+    .map((d) => d.toJS())
+    .find((d) => d?.kind === kind);
+  if (!o) throw new Error(`no ${kind} in ${dir}`);
+  return o;
 }

@@ -1,7 +1,8 @@
-// A stand-in for kube-apiserver, over real HTTPS, answering the few endpoints the webhook's
-// certificate manager uses with Kubernetes JSON: Secrets (get, create, replace with
-// resourceVersion conflicts) and MutatingWebhookConfigurations (get, JSON patch, and a watch
-// by name: a chunked stream of {"type","object"} lines, as the API server sends them).
+// A stand-in for kube-apiserver, over real HTTPS, answering the few endpoints the webhook
+// uses with Kubernetes JSON: Secrets (get, create, replace with resourceVersion conflicts),
+// MutatingWebhookConfigurations (get, JSON patch, and a watch by name: a chunked stream of
+// {"type","object"} lines, as the API server sends them), and Events (create, with the
+// fields the API server requires of a core/v1 Event).
 // No API server can be installed here; the client talking to this is the official one.
 import * as fs from "node:fs";
 import * as https from "node:https";
@@ -15,6 +16,7 @@ type Obj = { metadata: { name: string; namespace?: string; resourceVersion?: str
 export class FakeKube {
   readonly secrets = new Map<string, Obj>();
   readonly webhookConfigs = new Map<string, Obj>();
+  readonly events: Obj[] = [];
   readonly log: string[] = [];
   private rv = 100;
   private server?: https.Server;
@@ -64,6 +66,20 @@ export class FakeKube {
         this.secrets.set(key, obj);
         return this.ok(res, 200, obj);
       }
+    }
+    m = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(url);
+    if (m && req.method === "POST") {
+      const ev = JSON.parse(body) as Obj & { involvedObject?: { namespace?: string; name?: string }; reason?: string };
+      // As the API server validates a core/v1 Event: its namespace, its object's, a name or generateName.
+      if (ev.metadata.namespace && ev.metadata.namespace !== m[1])
+        return this.status(res, 400, "BadRequest", "the namespace of the object does not match the namespace on the request");
+      if (ev.involvedObject?.namespace !== m[1])
+        return this.status(res, 422, "Invalid", "involvedObject.namespace: does not match event.namespace");
+      if (!ev.involvedObject?.name || !ev.reason) return this.status(res, 422, "Invalid", "involvedObject.name and reason are required");
+      const name = ev.metadata.name ?? `${(ev.metadata as { generateName?: string }).generateName ?? ""}${(++this.rv).toString(36)}`;
+      ev.metadata = { ...ev.metadata, name, namespace: m[1], resourceVersion: String(++this.rv) };
+      this.events.push(ev);
+      return this.ok(res, 201, ev);
     }
     if (url === "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations" && req.method === "GET") {
       const q = new URL(req.url ?? "", "https://x").searchParams;

@@ -20,3 +20,18 @@ export function assertValidPod(pod: Json): void {
     for (const m of c.volumeMounts ?? []) assert.ok(volumeNames.includes(m.name), `container ${c.name} mounts unknown volume ${m.name}`);
   }
 }
+
+/**
+ * What Pod Security admission would say of the pod's volumes, the only part of a pod the
+ * webhook adds (kubernetes.io/docs/concepts/security/pod-security-standards): baseline
+ * forbids hostPath volumes; restricted allows only the volume types listed here.
+ */
+export function podSecurityVolumeViolations(pod: Json, level: "baseline" | "restricted"): string[] {
+  const restricted = ["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"];
+  const volumes = ((pod.spec as { volumes?: Json[] }).volumes ?? []) as Json[];
+  const out: string[] = [];
+  for (const v of volumes)
+    for (const type of Object.keys(v).filter((k) => k !== "name"))
+      if (type === "hostPath" || (level === "restricted" && !restricted.includes(type))) out.push(`${v.name}: ${type}`);
+  return out;
+}

@@ -11,20 +11,17 @@ const UID = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 const MEMINFO = {
   mountPath: "/proc/meminfo",
   volumeName: "procview-proc-meminfo",
-  hostPath: "/var/lib/procview/proc/meminfo",
-  hostPathType: "File",
+  volume: { hostPath: { path: "/var/lib/procview/proc/meminfo", type: "File" } },
 };
 const CPU_DIR = {
   mountPath: "/sys/devices/system/cpu",
   volumeName: "procview-sys-devices-system-cpu",
-  hostPath: "/var/lib/procview/sys/devices/system/cpu",
-  hostPathType: "Directory",
+  volume: { hostPath: { path: "/var/lib/procview/sys/devices/system/cpu", type: "Directory" } },
 };
 const LIVE = {
   mountPath: "/run/procview",
   volumeName: "procview-live",
-  hostPath: "/var/lib/procview",
-  hostPathType: "Directory",
+  volume: { hostPath: { path: "/var/lib/procview", type: "Directory" } },
   propagation: "HostToContainer",
 };
 const targets = mountTargets(["/proc/meminfo", "/sys/devices/system/cpu"], "/var/lib/procview");
@@ -51,14 +48,18 @@ type Pod = Parameters<typeof injectMounts>[0];
 describe("mount targets", () => {
   it("files under the mountpoint, the sysfs directory as a Directory, the live mount last", () => {
     assert.deepEqual(mountTargets(["/proc/meminfo", "/sys/devices/system/cpu"], "/var/lib/procview"), [MEMINFO, CPU_DIR, LIVE]);
-    assert.deepEqual(mountTargets(["/proc/meminfo"], "/srv/pv/", false), [{ ...MEMINFO, hostPath: "/srv/pv/proc/meminfo" }]);
+    assert.deepEqual(mountTargets(["/proc/meminfo"], "/srv/pv/", false), [
+      { ...MEMINFO, volume: { hostPath: { path: "/srv/pv/proc/meminfo", type: "File" } } },
+    ]);
   });
 
   it("a volume name is cut to 63 characters (a Kubernetes name's limit)", () => {
     const [t] = mountTargets(["/sys/devices/system/cpu/a_very_long_sysfs_file_name_that_goes_on_and_on"], "/m", false);
     assert.equal(t.volumeName, "procview-sys-devices-system-cpu-a_very_long_sysfs_file_name_tha");
     assert.equal(t.volumeName.length, 63);
-    assert.equal(t.hostPathType, "File");
+    assert.deepEqual(t.volume, {
+      hostPath: { path: "/m/sys/devices/system/cpu/a_very_long_sysfs_file_name_that_goes_on_and_on", type: "File" },
+    });
   });
 
   it("only what runc lets a container mount over", () => {
@@ -259,6 +260,8 @@ describe("pods left alone: allowed, no patch, and why", () => {
         response: { uid: UID, allowed: true, warnings: ["procview: the pod has 257 containers, more than 256; not injected"] },
       },
       reason: "too-large",
+      // What the metric and the Kubernetes Event say.
+      unpatched: { reason: "too-large", message: "the pod has 257 containers, more than 256; not injected" },
     });
   });
 
@@ -412,11 +415,16 @@ describe("the patch", () => {
     const out = review(envelope(podRequest(pod)), cfg, "namespace") as {
       kind: string;
       review: { response: { warnings: string[]; patch: string } };
+      unpatched: unknown;
     };
     assert.equal(out.kind, "mutated");
     assert.deepEqual(out.review.response.warnings, [
       "procview: volume procview-proc-meminfo already exists and is not procview's: /proc/meminfo not injected",
     ]);
+    assert.deepEqual(out.unpatched, {
+      reason: "volume-conflict",
+      message: "volume procview-proc-meminfo already exists and is not procview's: /proc/meminfo not injected",
+    });
     const ops = decode(out.review.response.patch) as { path: string; value: { mountPath?: string }[] }[];
     assert.deepEqual(
       ops.find((o) => o.path === "/spec/containers/0/volumeMounts")?.value.map((m) => m.mountPath),
@@ -449,5 +457,43 @@ describe("the patch", () => {
       again.ops.map((o) => o.path),
       ["/spec/containers/1/volumeMounts"],
     );
+  });
+});
+
+describe("the patch with --volumes csi", () => {
+  const csiTargets = mountTargets(["/proc/meminfo", "/sys/devices/system/cpu/online"], "/var/lib/procview", true, "csi");
+
+  it("one csi volume of csi.procview.io; every file mounted from it by subPath; the live copy HostToContainer", () => {
+    const { ops, injected, warnings } = injectMounts(minimalPod() as Pod, csiTargets);
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(injected, ["/proc/meminfo", "/sys/devices/system/cpu/online", "/run/procview"]);
+    assert.deepEqual(ops, [
+      { op: "add", path: "/spec/volumes", value: [{ name: "procview", csi: { driver: "csi.procview.io", readOnly: true } }] },
+      {
+        op: "add",
+        path: "/spec/containers/0/volumeMounts",
+        value: [
+          { name: "procview", mountPath: "/proc/meminfo", readOnly: true, subPath: "proc/meminfo" },
+          { name: "procview", mountPath: "/sys/devices/system/cpu/online", readOnly: true, subPath: "sys/devices/system/cpu/online" },
+          { name: "procview", mountPath: "/run/procview", readOnly: true, mountPropagation: "HostToContainer" },
+        ],
+      },
+      {
+        op: "add",
+        path: "/metadata",
+        value: { annotations: { "procview.io/injected": "/proc/meminfo,/sys/devices/system/cpu/online,/run/procview" } },
+      },
+    ]);
+  });
+
+  it("a second pass changes nothing; a volume named procview that is not procview's CSI volume is left alone, with a warning", () => {
+    const pod = minimalPod();
+    const patched = jsonpatch.applyPatch(structuredClone(pod), injectMounts(pod as Pod, csiTargets).ops as never, true, false).newDocument;
+    assert.deepEqual(injectMounts(patched as Pod, csiTargets).ops, []);
+    const taken = { spec: { volumes: [{ name: "procview", emptyDir: {} }], containers: [{ name: "app" }] } };
+    const r = injectMounts(taken as Pod, csiTargets);
+    assert.deepEqual(r.ops, []);
+    assert.equal(r.warnings.length, 3);
+    assert.match(r.warnings[0], /^volume procview already exists and is not procview's: \/proc\/meminfo not injected$/);
   });
 });

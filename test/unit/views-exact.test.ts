@@ -318,9 +318,21 @@ describe("sysfs CPU files renumbered for the shown CPUs", () => {
     const wide = Array.from({ length: 40 }, (_, i) => i);
     assert.equal(renumberCpuFile("cpu0/topology/die_cpus", "ff,00000001\n", wide), "ff,00000001\n");
   });
+  it("in the kernel's list form: ascending, ranges joined, whatever order the host file names them in", () => {
+    const twelve = Array.from({ length: 12 }, (_, i) => i);
+    assert.equal(renumberCpuFile("cpu11/topology/core_cpus_list", "10-11,0,2-3,5\n", twelve), "0,2-3,5,10-11\n");
+    assert.equal(renumberCpuFile("cpu3/cache/index10/shared_cpu_list", "9,1\n", twelve), "1,9\n");
+    // 32 shown CPUs: one full word, no leading comma.
+    const all32 = Array.from({ length: 32 }, (_, i) => i);
+    assert.equal(renumberCpuFile("cpu0/topology/core_siblings", "00000000,80000001\n", all32), "80000001\n");
+    // Only the cpuN directories' own files: not a node's view of them.
+    assert.equal(renumberCpuFile("node0/cpu1/topology/core_cpus_list", "0-1\n", twelve), undefined);
+    assert.equal(renumberCpuFile("node0/cpu1/topology/thread_siblings", "3\n", twelve), undefined);
+  });
   it("a cache's id is its rank among the shown CPUs' caches of that level", () => {
     assert.equal(renumberCacheId(7, [3, 7, 7, 12]), "1\n");
     assert.equal(renumberCacheId(3, [3]), "0\n");
+    assert.equal(renumberCacheId(9, [10, 9, 2]), "1\n");
   });
 });
 
