@@ -103,9 +103,29 @@ export class SharedClocks implements ClockStore {
     }
   }
 
+  /**
+   * The slot holding `h`. What this process remembers is checked against the mapping, and a
+   * miss looks again: a standby started long before its promotion, and the predecessor kept
+   * creating (and recycling) slots meanwhile.
+   */
+  private slotOf(h: number): number | undefined {
+    const { f, at } = this;
+    const s = this.slots.get(h);
+    if (s !== undefined && f[s * at.size + at.hash] === h) return s;
+    this.slots.delete(h);
+    for (let i = 0; i < MAX_CLOCKS; i++)
+      if (f[i * at.size + at.hash] === h) {
+        this.slots.set(h, i);
+        return i;
+      }
+    return undefined;
+  }
+
   get(key: string): CpuClock | undefined {
-    const s = this.slots.get(hash(key));
-    if (s === undefined) return this.wide.get(key);
+    const kept = this.wide.get(key);
+    if (kept) return kept;
+    const s = this.slotOf(hash(key));
+    if (s === undefined) return undefined;
     const { f, at } = this;
     const b = s * at.size;
     const labels = f[b + at.labels];
@@ -135,7 +155,7 @@ export class SharedClocks implements ClockStore {
       return;
     }
     const { f, at } = this;
-    let s = this.slots.get(h);
+    let s = this.slotOf(h);
     if (s === undefined) {
       s = this.freeSlot();
       const old = f[s * at.size + at.hash];

@@ -1,25 +1,13 @@
-// The serving thread: blocks in read(2) on /dev/fuse and answers every request.
-import { type MessagePort, workerData } from "node:worker_threads";
+// The serving thread: loads and warms the read path, waits for the go flag, then blocks in
+// read(2) on /dev/fuse and answers every request.
+import { workerData } from "node:worker_threads";
 import { requestResend, serveLoop } from "../fuse/server";
 import { clockStore } from "./clocks";
 import { systemRenderer } from "./context";
 import { ReadCounters } from "./counters";
 import { PortLoads } from "./loads";
 import { ProcviewTree } from "./tree";
-
-export interface WorkerConfig {
-  fd: number;
-  journalFd?: number;
-  /** The shared CPU clocks (see ./clocks), for `hostCpus` CPUs. */
-  clocksFd?: number;
-  hostCpus: number;
-  /** The last serving process crashed or hung: a request it left in the journal counts against that request. */
-  priorFailed?: boolean;
-  cpuQuota: boolean;
-  loadPort: MessagePort;
-  generation: number;
-  metrics: SharedArrayBuffer;
-}
+import { GO_FLAG, GO_PRIOR_FAILED, type WorkerConfig } from "./worker-config";
 
 const cfg = workerData as WorkerConfig;
 // A reader we cannot place is served the host's files: say so once per cgroup, with its pid
@@ -36,11 +24,15 @@ const { renderer, files } = systemRenderer(loads, cfg.cpuQuota, onUnplaced, cloc
 const counters = new ReadCounters(cfg.metrics);
 const tree = new ProcviewTree(renderer, undefined, (view, r, us, container) => counters.record(view, r, us, container), cfg.generation);
 // Warm the read path (cgroup files, host files, views) before the first real request.
-for (const v of ["proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime"] as const) renderer.render(v, process.pid, 0);
+for (const v of ["proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime", "proc/loadavg", "proc/diskstats", "proc/swaps"] as const)
+  renderer.render(v, process.pid, 0);
+// Warm: wait (this thread has nothing else to do) until the supervisor says serve; a go
+// that came while warming is already set, and this returns at once.
+Atomics.wait(cfg.go, GO_FLAG, 0);
 // Whatever a predecessor read but never answered comes back to us: resent by the kernel
 // (FUSE 7.40+), or from the journal it kept (older kernels).
 requestResend(cfg.fd);
-serveLoop(cfg.fd, tree, { fd: cfg.journalFd, priorFailed: cfg.priorFailed ?? false }, () => {
+serveLoop(cfg.fd, tree, { fd: cfg.journalFd, priorFailed: Atomics.load(cfg.go, GO_PRIOR_FAILED) === 1 }, () => {
   loads.drain();
   files.sweep();
 });

@@ -1,0 +1,21 @@
+// What a serving process gives its serving thread (./worker), and the go flag between them.
+import type { MessagePort } from "node:worker_threads";
+
+/** The go flag: slot GO_FLAG becomes 1 when the thread is to serve; GO_PRIOR_FAILED is 1 when its predecessor crashed or hung. */
+export const GO_FLAG = 0;
+export const GO_PRIOR_FAILED = 1;
+export const GO_SLOTS = 2;
+
+export interface WorkerConfig {
+  fd: number;
+  journalFd?: number;
+  /** The shared CPU clocks (see ./clocks), for `hostCpus` CPUs. */
+  clocksFd?: number;
+  hostCpus: number;
+  cpuQuota: boolean;
+  loadPort: MessagePort;
+  generation: number;
+  metrics: SharedArrayBuffer;
+  /** Int32Array over a SharedArrayBuffer: the go flag (above). */
+  go: Int32Array;
+}
