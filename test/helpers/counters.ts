@@ -20,9 +20,11 @@ export const PHASE_S = 4;
 /** The `cpu` lines each phase shows: 1 CPU at quota 0.5 or cpuset "1", 2 at quota 2 on 0-1. */
 export const PHASE_LINES = ["cpu,cpu0", "cpu,cpu0,cpu1", "cpu,cpu0", "cpu,cpu0", "cpu,cpu0,cpu1"];
 
-const sampler = (seconds: number) =>
+/** Samples for `seconds`; with `marker`, first creates that file, so that the host knows it has started. */
+const sampler = (seconds: number, marker?: string) =>
   [
     "import time",
+    ...(marker ? [`open('${marker}', 'w').close()`] : []),
     `end = time.time() + ${seconds}`,
     "out = []",
     "while time.time() < end:",
@@ -92,6 +94,12 @@ export interface SampledRun {
  * `kill` called 2 s into the second and fourth phases; returns the samples and the usage.
  */
 export async function samplePhases(c: Container, kill?: () => number): Promise<SampledRun> {
+  const marker = `/tmp/procview-sampler-${process.pid}-${Date.now()}`;
+  const run = c.shAsync(`python3 -c "$(cat <<'EOF'\n${sampler(PHASES.length * PHASE_S, marker)}\nEOF\n)"`);
+  // The phases start when the sampler does: python can take seconds to start in an emulated guest.
+  const seen = `/proc/${c.pid}/root${marker}`;
+  for (const end = Date.now() + 60_000; !fs.existsSync(seen); await new Promise((r) => setTimeout(r, 10)))
+    if (Date.now() > end) throw new Error("the sampler did not start within 60 s");
   const busy = c.shAsync(`timeout ${PHASES.length * PHASE_S + 3} sh -c 'while :; do :; done'; true`);
   const usage: { t: number; ns: number }[] = [];
   const t0 = Date.now() / 1000;
@@ -110,7 +118,7 @@ export async function samplePhases(c: Container, kill?: () => number): Promise<S
   );
   let samples: Sample[];
   try {
-    samples = parse(await c.shAsync(`python3 -c "$(cat <<'EOF'\n${sampler(PHASES.length * PHASE_S)}\nEOF\n)"`));
+    samples = parse(await run);
   } finally {
     clearInterval(sampleUsage);
     for (const t of [...changes, ...killings]) clearTimeout(t);

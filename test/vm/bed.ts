@@ -127,7 +127,10 @@ export interface Boot {
   output: string;
   ms: number;
   timedOut: boolean;
-  /** The guest's kernel reported a CPU stuck for LOCKED_UP_S or more: it was killed then. */
+  /**
+   * The guest's kernel reported a CPU stuck for LOCKED_UP_S or more (it was killed then), or
+   * panicked (seen under software emulation: a fault in the page allocator taken in runc).
+   */
   lockedUp: boolean;
 }
 
@@ -200,6 +203,7 @@ sleep 10
   }, timeoutMs);
   await new Promise((r) => qemu.once("close", r));
   clearTimeout(timer);
+  if (/Kernel panic - not syncing/.test(output)) lockedUp = true;
   fs.rmSync(dir, { recursive: true, force: true });
   return { output, ms: Date.now() - started, timedOut, lockedUp };
 }
