@@ -1,7 +1,7 @@
 // The files procview serves that containers bind over their own, shared by the docs,
-// the toolkit and the webhook. Every /proc entry here is in runc's allowlist of /proc
-// files that may be mounted over (cpuinfo, diskstats, meminfo, stat, swaps, uptime,
-// loadavg, slabinfo).
+// the toolkit and the webhook, and the names the daemon's CSI plugin and the webhook must
+// agree on. Every /proc entry here is in runc's allowlist of /proc files that may be
+// mounted over (cpuinfo, diskstats, meminfo, stat, swaps, uptime, loadavg, slabinfo).
 
 export interface BindTarget {
   /** Path inside procview's tree (and LXCFS's, which has the same layout). */

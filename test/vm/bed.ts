@@ -203,7 +203,8 @@ sleep 10
   }, timeoutMs);
   await new Promise((r) => qemu.once("close", r));
   clearTimeout(timer);
-  if (/Kernel panic - not syncing/.test(output)) lockedUp = true;
+  // A panic after the script ended (init gone while powering off) is not one.
+  if (/Kernel panic - not syncing/.test(output) && !/procview-vm: exit/.test(output)) lockedUp = true;
   fs.rmSync(dir, { recursive: true, force: true });
   return { output, ms: Date.now() - started, timedOut, lockedUp };
 }
