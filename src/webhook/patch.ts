@@ -9,7 +9,12 @@ export type JsonPatchOp = { op: "add" | "replace"; path: string; value: unknown 
 
 /** Where the files come from: hostPath volumes, or procview's inline CSI volume. */
 export type VolumeKind = "hostPath" | "csi";
-export const VOLUME_KINDS: readonly VolumeKind[] = ["hostPath", "csi"];
+
+/** The --volumes flag's value; throws, saying what is accepted, on anything else. */
+export function volumeKind(text: string): VolumeKind {
+  if (text === "hostPath" || text === "csi") return text;
+  throw new Error(`"${text.slice(0, 64)}" is not hostPath or csi`);
+}
 
 /** A file to bind: where it goes in the container, and the volume it comes from. */
 export interface MountTarget {
@@ -59,7 +64,7 @@ export function mountTargets(
   const csi = { csi: { driver: CSI_DRIVER, readOnly: true as const } };
   const live: MountTarget[] = remountable
     ? [
-        kind === "csi"
+        kind !== "hostPath"
           ? { mountPath: LIVE_MOUNT_PATH, volumeName: CSI_VOLUME, volume: csi, propagation: "HostToContainer" }
           : {
               mountPath: LIVE_MOUNT_PATH,
@@ -75,7 +80,7 @@ export function mountTargets(
         throw new Error(
           `cannot inject ${f}: only /proc/{cpuinfo,diskstats,meminfo,stat,swaps,uptime,loadavg,slabinfo} and /sys/devices/system/cpu[/FILE]`,
         );
-      if (kind === "csi") return { mountPath: f, volumeName: CSI_VOLUME, volume: csi, subPath: f.slice(1) };
+      if (kind !== "hostPath") return { mountPath: f, volumeName: CSI_VOLUME, volume: csi, subPath: f.slice(1) };
       return {
         mountPath: f,
         volumeName: `procview${f.replace(/\//g, "-")}`.slice(0, 63),

@@ -5,7 +5,7 @@ import { UsageError } from "../errors";
 import { notAfter, serviceDnsNames } from "./certs";
 import { CertificateManager } from "./kube";
 import { EventRecorder } from "./events";
-import { mountTargets, VOLUME_KINDS } from "./patch";
+import { mountTargets, volumeKind } from "./patch";
 import { memorySetupGaps } from "./reclaim";
 import { WebhookServer } from "./server";
 
@@ -59,8 +59,12 @@ export async function runWebhook(f: WebhookFlags): Promise<number> {
   const logger = pino({ level: f.logLevel, base: { component: "webhook" } }, pino.destination(2));
   const listen = parseListen(f.listen);
   const namespace = ownNamespace(f.namespace);
-  const kind = VOLUME_KINDS.find((k) => k === f.volumes);
-  if (!kind) throw new UsageError(`--volumes: "${f.volumes.slice(0, 64)}" is not hostPath or csi`);
+  let kind;
+  try {
+    kind = volumeKind(f.volumes);
+  } catch (e) {
+    throw new UsageError(`--volumes: ${(e as Error).message}`);
+  }
   let targets;
   try {
     targets = mountTargets(

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import jsonpatch from "fast-json-patch";
 import { review } from "../../src/webhook/admission";
-import { injectMounts, mountTargets, pointerEscape } from "../../src/webhook/patch";
+import { injectMounts, mountTargets, pointerEscape, volumeKind } from "../../src/webhook/patch";
 
 type Json = Record<string, unknown>;
 const UID = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
@@ -461,6 +461,13 @@ describe("the patch", () => {
 });
 
 describe("the patch with --volumes csi", () => {
+  it("--volumes takes hostPath or csi, nothing else", () => {
+    assert.equal(volumeKind("hostPath"), "hostPath");
+    assert.equal(volumeKind("csi"), "csi");
+    for (const bad of ["emptyDir", "", "CSI", "hostpath"])
+      assert.throws(() => volumeKind(bad), new RegExp(`^Error: "${bad}" is not hostPath or csi$`));
+  });
+
   const csiTargets = mountTargets(["/proc/meminfo", "/sys/devices/system/cpu/online"], "/var/lib/procview", true, "csi");
 
   it("one csi volume of csi.procview.io; every file mounted from it by subPath; the live copy HostToContainer", () => {

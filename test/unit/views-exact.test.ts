@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { renderCpuinfo } from "../../src/views/cpuinfo";
-import { cpuShare, renumberCacheId, renderCpuRange, renumberCpuFile, visibleCpus } from "../../src/views/cpus";
+import { cpuShare, formatCpuList, renumberCacheId, renderCpuRange, renumberCpuFile, visibleCpus } from "../../src/views/cpus";
 import { renderDiskstats, renderPartitions } from "../../src/views/disk";
 import { decayLoad, renderLoadavg } from "../../src/views/loadavg";
 import { renderMeminfo } from "../../src/views/meminfo";
@@ -333,6 +333,12 @@ describe("sysfs CPU files renumbered for the shown CPUs", () => {
     assert.equal(renumberCacheId(7, [3, 7, 7, 12]), "1\n");
     assert.equal(renumberCacheId(3, [3]), "0\n");
     assert.equal(renumberCacheId(9, [10, 9, 2]), "1\n");
+    assert.equal(renumberCacheId(9, [2, 10, 9]), "1\n");
+    assert.equal(renumberCacheId(10, [10, 9, 2, 9]), "2\n");
+  });
+  it("a cpu list in the kernel's form from CPUs in any order, each once", () => {
+    assert.equal(formatCpuList([11, 3, 2, 3, 0, 10]), "0,2-3,10-11");
+    assert.equal(formatCpuList([]), "");
   });
 });
 
