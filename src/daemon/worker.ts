@@ -6,6 +6,7 @@ import { clockStore } from "./clocks";
 import { systemRenderer } from "./context";
 import { ReadCounters } from "./counters";
 import { PortLoads } from "./loads";
+import type { CpuClock } from "../views/stat";
 import { ProcviewTree } from "./tree";
 import { GO_FLAG, GO_PRIOR_FAILED, type WorkerConfig } from "./worker-config";
 
@@ -20,7 +21,17 @@ const onUnplaced = (pid: number, procCgroup: string) => {
   process.stderr.write(`${JSON.stringify({ level: 40, time: Date.now(), component: "serve", pid, cgroup: procCgroup.trim(), msg })}\n`);
 };
 const loads = new PortLoads(cfg.loadPort);
-const { renderer, files } = systemRenderer(loads, cfg.cpuQuota, onUnplaced, clockStore(cfg.clocksFd, cfg.hostCpus));
+// The CPU clocks are shared with the serving process while this one is a standby: its
+// warm-up renders read them but write nothing there until it serves.
+const shared = clockStore(cfg.clocksFd, cfg.hostCpus);
+let standby = true;
+const clocks = {
+  get: (k: string) => shared.get(k),
+  set: (k: string, c: CpuClock) => {
+    if (!standby) shared.set(k, c);
+  },
+};
+const { renderer, files } = systemRenderer(loads, cfg.cpuQuota, onUnplaced, clocks);
 const counters = new ReadCounters(cfg.metrics);
 const tree = new ProcviewTree(renderer, undefined, (view, r, us, container) => counters.record(view, r, us, container), cfg.generation);
 // Warm the read path (cgroup files, host files, views) before the first real request.
@@ -29,6 +40,7 @@ for (const v of ["proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime", "pr
 // Warm: wait (this thread has nothing else to do) until the supervisor says serve; a go
 // that came while warming is already set, and this returns at once.
 Atomics.wait(cfg.go, GO_FLAG, 0);
+standby = false;
 // Whatever a predecessor read but never answered comes back to us: resent by the kernel
 // (FUSE 7.40+), or from the journal it kept (older kernels).
 requestResend(cfg.fd);
