@@ -12,8 +12,8 @@
 // propagates, and binds volumes from it: a bind of a slave is a slave of the same master.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { type Layout, ownMounts } from "../mounts/layout";
-import { runBounded } from "../mounts/run";
+import { type Layout, mountedAt } from "../mounts/layout";
+import { failureOf, runBounded } from "../mounts/run";
 import { EscapeError, resolveInRoot } from "../mounts/securejoin";
 
 export class VolumeError extends Error {
@@ -29,12 +29,9 @@ export class VolumeError extends Error {
 const DEADLINE_MS = 10_000;
 
 async function run(argv: string[]): Promise<void> {
-  const r = await runBounded(argv, DEADLINE_MS);
-  if (r.code !== 0)
-    throw new VolumeError(`${argv.join(" ")}: ${r.timedOut ? `no answer in ${DEADLINE_MS} ms` : r.stderr.trim() || r.error}`);
+  const why = failureOf(await runBounded(argv, DEADLINE_MS), argv, DEADLINE_MS);
+  if (why) throw new VolumeError(`${argv.join(" ")}: ${why}`);
 }
-
-const mountedAt = (dir: string) => ownMounts().some((m) => m.mountPoint === dir);
 
 /** The slave copy volumes are bound from: <state>/csi/source, in a private mount of <state>/csi. */
 export function sourceOf(l: Layout): { privateDir: string; source: string } {

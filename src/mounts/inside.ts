@@ -8,7 +8,7 @@
 //    keeping our root (opened before the switch), and the host's umount names the target
 //    through /proc/PID/root. umount2(2) acts only on mounts of the namespace it is in.
 import * as fs from "node:fs";
-import { runBounded } from "./run";
+import { failureOf, runBounded } from "./run";
 
 /** The host's binaries, by absolute path: never looked up in a PATH a container could shape. */
 function hostBinary(name: string): string {
@@ -33,11 +33,7 @@ const DEADLINE_MS = 10_000;
 
 /** Runs a host binary; resolves with undefined on success, else its last line of complaint. */
 async function runHost(argv: string[]): Promise<string | undefined> {
-  const r = await runBounded(argv, DEADLINE_MS, ENV);
-  if (r.code === 0) return undefined;
-  if (r.timedOut) return `${argv[0]} took longer than ${DEADLINE_MS} ms`;
-  if (r.error) return `${argv[0]}: ${r.error}`;
-  return r.stderr.trim().split("\n").pop() || `${argv[0]} exited ${r.code}`;
+  return failureOf(await runBounded(argv, DEADLINE_MS, ENV), argv, DEADLINE_MS);
 }
 
 const nsOf = (pid: number) => `/proc/${pid}/ns/mnt`;

@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { runBounded } from "./run";
+import { failureOf, runBounded } from "./run";
 import { type MountEntry, mountsOf } from "./table";
 
 export const FS_TYPE = "fuse.procview";
@@ -65,6 +65,9 @@ export function ownMounts(): MountEntry[] {
   return mountsOf("self");
 }
 
+/** Whether anything is mounted at `dir` in our namespace. */
+export const mountedAt = (dir: string): boolean => ownMounts().some((m) => m.mountPoint === dir);
+
 /** The procview mount at `dir` in our namespace, if any (the topmost). */
 export function fuseAt(dir: string): MountEntry | undefined {
   return ownMounts()
@@ -106,7 +109,7 @@ const layoutMounts = (l: Layout): string[] => [...TOP_DIRS.map((n) => path.join(
  * filesystem left at .fs by a daemon that died. Returns whether one was cleared.
  */
 export async function prepareAnchor(l: Layout): Promise<{ replacedStale: boolean }> {
-  if (!ownMounts().some((m) => m.mountPoint === l.anchor)) run("mount", ["--bind", l.anchor, l.anchor]);
+  if (!mountedAt(l.anchor)) run("mount", ["--bind", l.anchor, l.anchor]);
   run("mount", ["--make-shared", l.anchor]);
   // First the filesystem a dead daemon left: every access to .fs fails until it is gone.
   let replacedStale = false;
@@ -147,9 +150,9 @@ export async function prepareAnchor(l: Layout): Promise<{ replacedStale: boolean
  */
 export async function bindTopDirs(l: Layout): Promise<void> {
   for (const name of TOP_DIRS) {
-    const r = await runBounded(["mount", "--bind", path.join(l.fsDir, name), path.join(l.anchor, name)], 10_000);
-    if (r.code !== 0)
-      throw new LayoutError(`binding ${l.anchor}/${name}: ${r.timedOut ? "no answer in 10 s" : r.stderr.trim() || r.error}`);
+    const argv = ["mount", "--bind", path.join(l.fsDir, name), path.join(l.anchor, name)];
+    const why = failureOf(await runBounded(argv, 10_000), argv, 10_000);
+    if (why) throw new LayoutError(`binding ${l.anchor}/${name}: ${why}`);
   }
 }
 
@@ -157,7 +160,7 @@ export async function bindTopDirs(l: Layout): Promise<void> {
 export function removeAnchor(l: Layout): void {
   unmountFs(l);
   fs.rmSync(l.stateDir, { recursive: true, force: true });
-  while (ownMounts().some((m) => m.mountPoint === l.anchor)) if (spawnSync("umount", ["-l", l.anchor]).status !== 0) break;
+  while (mountedAt(l.anchor)) if (spawnSync("umount", ["-l", l.anchor]).status !== 0) break;
 }
 
 /**
