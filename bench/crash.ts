@@ -57,7 +57,8 @@ async function main(): Promise<void> {
       `takeover, kill to the next read answered (${t.length} kills): median ${pct(t, 0.5).toFixed(1)} ms, max ${Math.max(...t).toFixed(1)} ms`,
     );
 
-    const busy = [0, 1].map(() => spawn("timeout", ["22", "sh", "-c", "while :; do :; done"], { stdio: "ignore" }));
+    // timeout passes a SIGTERM on to the loop (a SIGKILL would end timeout and leave the loop running).
+    const busy = [0, 1].map(() => spawn("timeout", ["-s", "KILL", "22", "sh", "-c", "while :; do :; done"], { stdio: "ignore" }));
     const runs = containers.flatMap((c, i) => [0, 1].map(() => inContainer(c, READER(kb(i), 20))));
     let kills = 0;
     const killer = setInterval(() => {
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
       results = (await Promise.all(runs)).map((o) => JSON.parse(o));
     } finally {
       clearInterval(killer);
-      for (const b of busy) b.kill("SIGKILL");
+      for (const b of busy) b.kill("SIGTERM");
     }
     const sum = (k: "ok" | "fail" | "wrong") => results.reduce((a, r) => a + r[k], 0);
     console.log(

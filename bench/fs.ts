@@ -1,6 +1,6 @@
 // npm run bench: procview and LXCFS 5 side by side, read from a process inside a limited
 // cgroup (256 MiB, cpuset 0-1). Bounded: a fixed number of reads and fixed time windows.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type Daemon, startLxcfs, startProcview } from "../test/helpers/daemons";
@@ -33,11 +33,14 @@ function removeCgroup(): void {
   }
 }
 
-/** Runs the reader inside the bench cgroup (the shell moves itself in, then execs node). */
-function reader(args: string[]): Promise<string> {
+/** Runs the reader inside the bench cgroup (the shell moves itself in, then execs node), on `cpu` if given. */
+function reader(args: string[], cpu?: number): Promise<string> {
   const join = CONTROLLERS.map((c) => `echo $$ > /sys/fs/cgroup/${c}/${CG}/cgroup.procs`).join("; ");
   const script = path.join(__dirname, "reader.js");
-  const p = spawn("sh", ["-c", `${join}; exec "$0" "$@"`, process.execPath, script, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  const pin = cpu === undefined ? [] : ["taskset", "-c", String(cpu)];
+  const p = spawn("sh", ["-c", `${join}; exec "$@"`, "sh", ...pin, process.execPath, script, ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   let out = "";
   p.stdout.on("data", (d) => {
     out += d;
@@ -54,12 +57,21 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Per file, the median over rounds of each round's median and p99. */
-async function latencyRounds(dirs: string[]): Promise<Latency[]> {
+/** Pins every thread of a process and of its descendants (children started later inherit it). */
+function pinTree(pid: number, cpus: string): void {
+  const r = spawnSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { stdio: "ignore" });
+  if (r.status !== 0) throw new Error(`taskset ${cpus} ${pid} failed`);
+  for (const t of fs.readdirSync(`/proc/${pid}/task`))
+    for (const c of fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean))
+      pinTree(Number(c), cpus);
+}
+
+/** Per file, the median over rounds of each round's median and p99; the reader on `cpu` if given. */
+async function latencyRounds(dirs: string[], cpu?: number): Promise<Latency[]> {
   const runs: Latency[][] = dirs.map(() => []);
   for (let r = 0; r < ROUNDS; r++) {
     for (const [i, dir] of dirs.entries())
-      runs[i].push(JSON.parse(await reader(["latency", dir, String(Math.ceil(ITERATIONS / ROUNDS)), ...FILES])));
+      runs[i].push(JSON.parse(await reader(["latency", dir, String(Math.ceil(ITERATIONS / ROUNDS)), ...FILES], cpu)));
   }
   return runs.map((rs) => Object.fromEntries(FILES.map((f) => [f, [median(rs.map((x) => x[f][0])), median(rs.map((x) => x[f][1]))]])));
 }
@@ -98,6 +110,12 @@ async function main(): Promise<void> {
     pv = await startProcview();
     lx = await startLxcfs();
     const [latPv, latLx, latKernel] = await latencyRounds([pv.dir, lx.dir, "/"]);
+    // Placement: both daemons on CPU 0, the reader on CPU 0 (sharing it) and then on CPU 1.
+    const pinned = async (cpu: number) => latencyRounds([pv?.dir as string, lx?.dir as string], cpu);
+    for (const d of [pv, lx]) pinTree(d.proc.pid as number, "0");
+    const [samePv, sameLx] = await pinned(0);
+    const [crossPv, crossLx] = await pinned(1);
+    for (const d of [pv, lx]) pinTree(d.proc.pid as number, "0-1");
     const tp: [number[], number[]] = [[], []];
     for (let r = 0; r < ROUNDS; r++) {
       tp[0].push(await throughput(pv.dir, "procview"));
@@ -115,6 +133,13 @@ async function main(): Promise<void> {
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
     const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
     const out = [line(rows[0]), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.slice(1).map(line)];
+    out.push("", "| single reader, daemons pinned to CPU 0: median µs | procview | LXCFS | ratio |", "|---|---|---|---|");
+    const ratio = (a: Latency, b: Latency, f: string) => `${(a[f][0] / b[f][0]).toFixed(2)}x`;
+    for (const [name, a, b] of [
+      ["reader on CPU 0 (same)", samePv, sameLx],
+      ["reader on CPU 1 (different)", crossPv, crossLx],
+    ] as const)
+      for (const f of FILES) out.push(`| ${name}: ${f} | ${a[f][0].toFixed(0)} | ${b[f][0].toFixed(0)} | ${ratio(a, b, f)} |`);
     out.push("");
     out.push(`| ${READERS} concurrent readers, all files in turn | procview | LXCFS | ratio |`, "|---|---|---|---|");
     out.push(`| reads/s | ${tpPv.toFixed(0)} | ${tpLx.toFixed(0)} | ${(tpPv / tpLx).toFixed(2)}x |`);

@@ -38,7 +38,7 @@ function serveCommand(program: Command): void {
       "upgrade",
     )
     .option("--no-remount", "do not re-bind containers' stale or handed-over mounts at start")
-    .option("--no-watchdog", "do not replace a serving process that leaves a read unanswered for 2 s")
+    .option("--no-watchdog", "do not replace a serving process that leaves a read unanswered for 1 s")
     .option("--metrics-address <host:port>", "serve Prometheus metrics here (e.g. 127.0.0.1:9105)")
     .option("--csi-endpoint <socket>", "also serve CSI inline ephemeral volumes on this unix socket (unix:///csi/csi.sock)")
     .option("--csi-pods-dir <dir>", "the kubelet's pods directory: CSI volumes are mounted only inside it", DEFAULT_PODS_DIR)

@@ -1,17 +1,14 @@
-// A serving process. It inherits the /dev/fuse descriptor from the supervisor (fd 4) and
-// starts as a standby: its worker thread starts at once, loads and exercises the read path,
-// and then waits on a shared flag, so that a takeover is a flag set and a thread woken, not
-// a thread started and code compiled (kill to first answer: 10 ms median, was 98 ms). It is
-// ready to be promoted from the start: promoted while still warming (serving processes
-// killed faster than a standby warms), it serves as soon as it is warm, which is still
-// sooner than a thread started only then. On "go" the worker asks the kernel to resend what
-// a crashed predecessor left unanswered, and serves. This thread relays load averages
-// between the supervisor and the worker, and reports metrics.
+// A serving process. It inherits the /dev/fuse descriptor from the supervisor (fd 4). Its
+// worker thread starts at once, loads and exercises the read path, and then waits on a
+// shared flag; once warm it tells the supervisor, which hands it the connection (until
+// then the supervisor's own serving thread answers: see ./supervisor). On "go" the worker
+// asks the kernel to resend what a crashed predecessor left unanswered, and serves. This
+// thread relays load averages between the supervisor and the worker, and reports metrics.
 import * as path from "node:path";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { METRICS_SLOTS, snapshot } from "./counters";
 import type { LoadMessage, LoadTable } from "./loads";
-import { GO_FLAG, GO_PRIOR_FAILED, GO_SLOTS, type WorkerConfig } from "./worker-config";
+import { type FromWorker, GO_FLAG, GO_PRIOR_FAILED, GO_SLOTS, type WorkerConfig } from "./worker-config";
 
 export const CHILD_FD = 4;
 /** The one-request journal (kernels without FUSE_NOTIFY_RESEND only): fd 5 when passed. */
@@ -62,7 +59,9 @@ const worker = new Worker(path.join(__dirname, "worker.js"), {
   // Renders allocate short-lived strings only: a small young generation keeps RSS low.
   resourceLimits: { maxYoungGenerationSizeMb: 4 },
 });
-process.send?.({ ready: true } satisfies FromChild);
+worker.on("message", (m: FromWorker) => {
+  if ("warm" in m) process.send?.({ ready: true } satisfies FromChild);
+});
 // The worker leaves its loop when the filesystem is unmounted; anything else is a crash.
 worker.on("exit", (code) => {
   if (serving) process.send?.(snapshot(metrics));

@@ -4,12 +4,17 @@ import * as http from "node:http";
 import * as prom from "prom-client";
 import { AT, BUCKETS_US, METRICS_SLOTS, REASONS, type Snapshot } from "./counters";
 import { VIEWS } from "./render";
+import type { Source } from "./supervisor";
 
 /** Supervisor side: the registry and the HTTP endpoint. */
 export class DaemonMetrics {
   readonly registry = new prom.Registry();
   private readonly base = new Array<number>(METRICS_SLOTS).fill(0);
-  private current = new Array<number>(METRICS_SLOTS).fill(0);
+  /** What the live serving process and the supervisor's serving thread each counted since they started. */
+  private readonly current: Record<Source, number[]> = {
+    child: new Array<number>(METRICS_SLOTS).fill(0),
+    bridge: new Array<number>(METRICS_SLOTS).fill(0),
+  };
   readonly restarts = new prom.Counter({
     name: "procview_serving_restarts_total",
     help: "Serving processes restarted after dying",
@@ -17,7 +22,7 @@ export class DaemonMetrics {
   });
   readonly hangs = new prom.Counter({
     name: "procview_serving_hangs_total",
-    help: "Times the serving process left the watchdog's read unanswered for 2 s (killed where the kernel can resend, 6.9+)",
+    help: "Times the serving process left the watchdog's read unanswered for 1 s (5 s for the supervisor's own serving thread), and was replaced",
     registers: [this.registry],
   });
   readonly remounts = new prom.Counter({
@@ -28,8 +33,9 @@ export class DaemonMetrics {
   });
 
   constructor() {
-    const total = (i: number) => this.base[i] + this.current[i];
-    const containers = () => this.current[AT.containers];
+    const total = (i: number) => this.base[i] + this.current.child[i] + this.current.bridge[i];
+    // Whichever served last minute's readers: the two never serve at once.
+    const containers = () => Math.max(this.current.child[AT.containers], this.current.bridge[AT.containers]);
     new prom.Counter({
       name: "procview_reads_total",
       help: "Files rendered, by file",
@@ -98,14 +104,14 @@ export class DaemonMetrics {
   }
 
   /** A snapshot from the live serving process (cumulative since it started). */
-  update(s: Snapshot): void {
-    this.current = s.values;
+  update(s: Snapshot, from: Source = "child"): void {
+    this.current[from] = s.values;
   }
 
-  /** The serving process died: keep what it counted. */
-  carryOver(): void {
-    for (let i = 0; i < METRICS_SLOTS; i++) if (i !== AT.containers) this.base[i] += this.current[i];
-    this.current = new Array<number>(METRICS_SLOTS).fill(0);
+  /** The serving process (or the supervisor's serving thread) ended: keep what it counted. */
+  carryOver(from: Source = "child"): void {
+    for (let i = 0; i < METRICS_SLOTS; i++) if (i !== AT.containers) this.base[i] += this.current[from][i];
+    this.current[from] = new Array<number>(METRICS_SLOTS).fill(0);
   }
 
   async listen(address: string): Promise<http.Server> {

@@ -25,7 +25,7 @@ export interface ServeOptions {
   metricsAddress?: string;
   /** Re-bind containers whose procview mounts are stale, and those a previous daemon handed over. */
   remount: boolean;
-  /** Kill (and replace) a serving process that leaves the watchdog's read unanswered for 2 s. */
+  /** Kill (and replace) a serving process that leaves the watchdog's read unanswered for 1 s. */
   watchdog: boolean;
   /** Also serve CSI inline ephemeral volumes (the DaemonSet's CSI mode). */
   csi?: CsiOptions;
@@ -120,7 +120,8 @@ export async function serve(opts: ServeOptions): Promise<number> {
 
   const ownFusectl = mountFusectl();
   const serving = new ServingProcesses(fd, opts.cpuQuota, log, metrics, {
-    probe: opts.watchdog ? path.join(layout.fsDir, "proc/uptime") : undefined,
+    probe: path.join(layout.fsDir, "proc/uptime"),
+    watchdog: opts.watchdog,
     servingPid: layout.servingFile,
     clocks: layout.clocksFile,
     loads: layout.loadsFile,

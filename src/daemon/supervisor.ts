@@ -1,6 +1,9 @@
-// The serving processes: one serves on the inherited /dev/fuse descriptor, a standby,
-// already loaded, waits to take over the moment it dies. Load averages live here, in the
-// supervisor, so a crash of the serving process loses no history.
+// Who answers the connection. A serving process (a child) serves on the inherited /dev/fuse
+// descriptor. Beside it, the supervisor keeps a serving thread of its own, warm and parked:
+// the moment the child dies (or hangs and is killed), that thread serves, at once and for as
+// long as it takes a new child to start and warm up; then it parks again and hands the
+// connection back. So a crash never waits for a process to start, however often they come,
+// and only two processes run. Load averages live here too, so a crash loses no history.
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -10,9 +13,11 @@ import { openJournalFile, sharedMapHelper } from "../fuse/journal";
 import { openClocksFile, possibleCpus, saveClocksFile } from "./clocks";
 import { JOURNAL_FILE_SIZE } from "../fuse/server";
 import { probe, writeStateRecord } from "../mounts/layout";
+import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import type { ChildConfig, FromChild, ToChild } from "./child";
-import type { Snapshot } from "./counters";
-import { LoadSampler } from "./loads";
+import { METRICS_SLOTS, type Snapshot, snapshot } from "./counters";
+import { type LoadMessage, LoadSampler } from "./loads";
+import { type FromWorker, GO_FLAG, GO_PARK, GO_PRIOR_FAILED, GO_SLOTS, type WorkerConfig } from "./worker-config";
 
 /** What the supervisor records; a no-op without --metrics-address. */
 export interface SupervisorMetrics {
@@ -20,9 +25,12 @@ export interface SupervisorMetrics {
   /** Serving processes the watchdog killed for not answering. */
   hangs: { inc(): void };
   remounts: { inc(labels: { action: string; result: string }, n: number): void };
-  update(s: Snapshot): void;
-  carryOver(): void;
+  /** What the serving process (`child`) or the supervisor's serving thread (`bridge`) counted since it started. */
+  update(s: Snapshot, from?: Source): void;
+  /** That one is gone: keep what it counted. */
+  carryOver(from?: Source): void;
 }
+export type Source = "child" | "bridge";
 export const NO_METRICS: SupervisorMetrics = {
   restarts: { inc() {} },
   hangs: { inc() {} },
@@ -33,13 +41,19 @@ export const NO_METRICS: SupervisorMetrics = {
 
 const RESTART_WINDOW_MS = 10_000;
 /**
- * The watchdog: a read through the mount every second; one that gets no answer within this
- * long means the serving process is hung (stopped, deadlocked, swapping) rather than slow
- * (reads take well under 0.2 s). It is killed; the standby takes over and the kernel resends
- * what it had read but not answered.
+ * The watchdog: a read through the mount every half second; one that gets no answer within
+ * this long means the serving process is hung (stopped, deadlocked, swapping) rather than
+ * slow (reads take well under 0.2 s). It is killed; the supervisor's thread takes over within
+ * milliseconds and is answered what the dead one had read (resent by the kernel, or from the
+ * journal), so a mistaken kill costs a process start, no reader anything.
  */
-export const HUNG_MS = 2000;
-const WATCH_EVERY_MS = 1000;
+export const HUNG_MS = 1000;
+const WATCH_EVERY_MS = 500;
+/**
+ * The supervisor's own thread is given longer: ending it leaves no one serving until it is
+ * started again or a serving process is ready.
+ */
+const BRIDGE_HUNG_MS = 5 * HUNG_MS;
 /** How often the CPU clocks are saved besides at stop (a daemon killed outright loses what came since). */
 const CLOCKS_SAVED_EVERY_MS = 30_000;
 
@@ -54,6 +68,8 @@ export function kernelResends(release = os.release()): boolean {
   return major > 6 || (major === 6 && minor >= 9);
 }
 const RESTARTS_BEFORE_BACKOFF = 20;
+/** The supervisor's serving thread: a heap it cannot outgrow (a runaway ends the thread, not the supervisor). */
+const BRIDGE_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 256 };
 // A small young generation: renders make short-lived strings only, and memory is the
 // figure a node pays for three processes.
 const CHILD_V8_FLAGS = ["--max-semi-space-size=1"];
@@ -70,17 +86,32 @@ function writeAtomically(file: string, text: string): void {
 export class ServingProcesses {
   private stopping = false;
   private generation = 0;
-  private active?: ChildProcess;
-  private standby?: ChildProcess;
-  private standbyReady = false;
-  private needServer = true;
+  /** Who answers the connection now: a serving process, the supervisor's own thread, or no one (for the moment). */
+  private serving?: ChildProcess | "bridge";
+  /** The next serving process, starting or warm (`nextReady`). */
+  private next?: ChildProcess;
+  private nextReady = false;
+  private readonly bridge: {
+    thread?: Worker;
+    warm: boolean;
+    state: "idle" | "serving" | "parking";
+    go: Int32Array;
+    port?: MessagePort;
+    metrics: SharedArrayBuffer;
+  } = {
+    warm: false,
+    state: "idle",
+    go: new Int32Array(new SharedArrayBuffer(GO_SLOTS * 4)),
+    metrics: new SharedArrayBuffer(METRICS_SLOTS * 8),
+  };
   private readonly recent: number[] = [];
   private readonly sampler: LoadSampler;
   private watchdog?: NodeJS.Timeout;
+  private bridgeReport?: NodeJS.Timeout;
   private probing = false;
   /** The serving process the watchdog killed for hanging, if any. */
   private hungKilled?: ChildProcess;
-  /** Whether the last serving process ended by a crash or a hang (not killed from outside). */
+  /** Whether the last one to serve ended by a crash or a hang (not killed from outside). */
   private priorFailed = false;
   /** The serving processes' one-request journal, on kernels that cannot resend (see fuse/server). */
   // PROCVIEW_JOURNAL=off measures what the journal buys (the VM test bed does); nothing else should set it.
@@ -96,19 +127,22 @@ export class ServingProcesses {
     private readonly log: Logger,
     private readonly metrics: SupervisorMetrics,
     private readonly files: {
-      /** A file of the mount that the watchdog reads (none: no watchdog). */
-      probe?: string;
-      /** Where the serving process's pid is written on each promotion (for `procview check`). */
+      /** A file of the mount: read by the watchdog (with `watchdog`), and to wake the supervisor's thread to park. */
+      probe: string;
+      watchdog?: boolean;
+      /** Where the serving pid is written whenever another takes over (for `procview check`). */
       servingPid?: string;
       /** Where the containers' CPU clocks are saved for the next daemon (see ./clocks). */
       clocks?: string;
       /** Where the load table is written after each sample, for `procview inspect`. */
       loads?: string;
-    } = {},
+    },
   ) {
     if (files.clocks) this.clocksFd = openClocksFile(this.hostCpus, files.clocks);
     this.sampler = new LoadSampler((loads) => {
-      if (this.active?.connected) this.active.send({ loads } satisfies ToChild);
+      const s = this.serving;
+      if (s === "bridge") this.bridge.port?.postMessage({ loads } satisfies LoadMessage);
+      else if (s?.connected) s.send({ loads } satisfies ToChild);
       if (files.loads) writeAtomically(files.loads, JSON.stringify(loads));
     });
   }
@@ -129,33 +163,40 @@ export class ServingProcesses {
       this.clocksSaver = setInterval(() => this.saveClocks(), CLOCKS_SAVED_EVERY_MS);
       this.clocksSaver.unref();
     }
-    this.spawnStandby();
-    const probeFile = this.files.probe;
-    if (probeFile) {
-      this.watchdog = setInterval(() => void this.watch(probeFile), WATCH_EVERY_MS);
+    this.bridgeReport = setInterval(() => this.metrics.update(snapshot(this.bridge.metrics), "bridge"), 1000);
+    this.bridgeReport.unref();
+    this.startBridge();
+    this.spawnNext();
+    if (this.files.watchdog) {
+      this.watchdog = setInterval(() => void this.watch(this.files.probe), WATCH_EVERY_MS);
       this.watchdog.unref();
     }
   }
 
-  /** Kills a serving process that leaves a read unanswered for HUNG_MS. */
+  /** Ends whoever serves if it leaves a read unanswered for HUNG_MS (BRIDGE_HUNG_MS). */
   private async watch(file: string): Promise<void> {
-    const serving = this.active;
-    if (this.probing || this.stopping || !serving || this.needServer) return;
+    const serving = this.serving;
+    if (this.probing || this.stopping || !serving) return;
     this.probing = true;
     try {
-      const r = await probe(file, HUNG_MS);
-      if (!r.ok && r.why === "timeout" && serving === this.active && !this.stopping) {
+      const waitedMs = serving === "bridge" ? BRIDGE_HUNG_MS : HUNG_MS;
+      const r = await probe(file, waitedMs);
+      if (!r.ok && r.why === "timeout" && serving === this.serving && !this.stopping) {
         this.metrics.hangs.inc();
-        this.log.warn({ pid: serving.pid, waitedMs: HUNG_MS }, "serving process not answering: killing it; the standby takes over");
-        this.hungKilled = serving;
-        serving.kill("SIGKILL");
+        if (serving === "bridge") {
+          this.log.warn({ waitedMs }, "the supervisor's serving thread is not answering: ending it");
+          void this.bridge.thread?.terminate();
+        } else {
+          this.log.warn({ pid: serving.pid, waitedMs }, "serving process not answering: killing it; the supervisor's thread takes over");
+          this.hungKilled = serving;
+          serving.kill("SIGKILL");
+        }
       }
     } finally {
       this.probing = false;
     }
   }
 
-  /** Stops the standby at once; resolves when the serving process has left (the unmount ends its loop). */
   /** Saves the CPU clocks for the next daemon; a failure costs continuity only, so it is logged. */
   private saveClocks(): void {
     // No state directory: uninstalled, nothing to carry on.
@@ -167,39 +208,135 @@ export class ServingProcesses {
     }
   }
 
+  /** Resolves when whoever serves has left (the unmount ends its loop); the rest are stopped at once. */
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.watchdog);
     clearInterval(this.clocksSaver);
+    clearInterval(this.bridgeReport);
     this.sampler.stop();
-    this.standby?.kill("SIGKILL");
-    const a = this.active;
-    const force = setTimeout(() => a?.kill("SIGKILL"), 3000);
-    force.unref();
-    if (a && a.exitCode === null && a.signalCode === null) await new Promise((r) => a.once("exit", r));
-    clearTimeout(force);
+    this.next?.kill("SIGKILL");
+    const serving = this.serving;
+    const thread = this.bridge.thread;
+    if (serving && serving !== "bridge") {
+      const force = setTimeout(() => serving.kill("SIGKILL"), 3000);
+      force.unref();
+      if (serving.exitCode === null && serving.signalCode === null) await new Promise((r) => serving.once("exit", r));
+      clearTimeout(force);
+    }
+    if (thread) {
+      // Serving, it leaves on the unmount; parked, it waits for a go that will not come.
+      const force = setTimeout(() => void thread.terminate(), serving === "bridge" ? 3000 : 0);
+      await new Promise((r) => thread.once("exit", r));
+      clearTimeout(force);
+    }
     this.saveClocks();
   }
 
-  private promote(): void {
-    if (!this.needServer || !this.standby || !this.standbyReady || this.stopping) return;
-    const next = this.standby;
-    this.active = next;
-    this.standby = undefined;
-    this.standbyReady = false;
-    this.needServer = false;
-    next.send({ go: true, priorFailed: this.priorFailed } satisfies ToChild, (e) => {
-      // It died between "ready" and "go": its exit handler asks for the next standby.
-      if (e) this.log.warn({ pid: next.pid, err: e.message }, "standby could not be told to serve");
-    });
-    if (this.files.servingPid && next.pid) writeAtomically(this.files.servingPid, `${next.pid}\n`);
-    // The load history survives its predecessor: hand it over at once.
-    if (next.connected) next.send({ loads: this.sampler.table() } satisfies ToChild);
-    this.spawnStandby();
+  /** Gives the connection to whoever should have it: a warm serving process, else the supervisor's thread. */
+  private decide(): void {
+    if (this.stopping) return;
+    const childReady = this.next !== undefined && this.nextReady;
+    if (this.serving === undefined) {
+      if (childReady) this.goChild();
+      else if (this.bridge.warm && this.bridge.state === "idle") this.goBridge();
+    } else if (this.serving === "bridge" && this.bridge.state === "serving" && childReady) {
+      // Park after the request it is answering; the read below is such a request when none comes.
+      this.bridge.state = "parking";
+      Atomics.store(this.bridge.go, GO_PARK, 1);
+      void probe(this.files.probe, HUNG_MS);
+    }
   }
 
-  private spawnStandby(): void {
-    if (this.stopping || this.standby) return;
+  private goChild(): void {
+    const child = this.next as ChildProcess;
+    this.next = undefined;
+    this.nextReady = false;
+    this.serving = child;
+    child.send({ go: true, priorFailed: this.priorFailed } satisfies ToChild, (e) => {
+      // It died between "ready" and "go": its exit handler hands over again.
+      if (e) this.log.warn({ pid: child.pid, err: e.message }, "serving process could not be told to serve");
+    });
+    this.priorFailed = false;
+    if (this.files.servingPid && child.pid) writeAtomically(this.files.servingPid, `${child.pid}\n`);
+    // The load history survives its predecessor: hand it over at once.
+    if (child.connected) child.send({ loads: this.sampler.table() } satisfies ToChild);
+  }
+
+  private goBridge(): void {
+    this.serving = "bridge";
+    this.bridge.state = "serving";
+    this.bridge.port?.postMessage({ loads: this.sampler.table() } satisfies LoadMessage);
+    Atomics.store(this.bridge.go, GO_PRIOR_FAILED, this.priorFailed ? 1 : 0);
+    Atomics.store(this.bridge.go, GO_FLAG, 1);
+    Atomics.notify(this.bridge.go, GO_FLAG);
+    this.priorFailed = false;
+    if (this.files.servingPid) writeAtomically(this.files.servingPid, `${process.pid}\n`);
+  }
+
+  private workerConfig(
+    fd: number,
+    journalFd: number | undefined,
+    clocksFd: number | undefined,
+  ): Omit<WorkerConfig, "loadPort" | "go" | "metrics"> {
+    return { fd, journalFd, clocksFd, hostCpus: this.hostCpus, cpuQuota: this.cpuQuota, generation: this.generation++ };
+  }
+
+  /** The supervisor's serving thread: the same code as a serving process's, on the supervisor's descriptor. */
+  private startBridge(): void {
+    if (this.stopping) return;
+    const channel = new MessageChannel();
+    channel.port1.on("message", (m: LoadMessage) => {
+      if ("watch" in m) this.sampler.watch(m.watch);
+    });
+    channel.port1.unref();
+    Atomics.store(this.bridge.go, GO_FLAG, 0);
+    Atomics.store(this.bridge.go, GO_PARK, 0);
+    new Float64Array(this.bridge.metrics).fill(0);
+    const workerData: WorkerConfig = {
+      ...this.workerConfig(this.fd, this.journalFd, this.clocksFd),
+      loadPort: channel.port2,
+      go: this.bridge.go,
+      metrics: this.bridge.metrics,
+    };
+    const thread = new Worker(path.join(__dirname, "worker.js"), {
+      workerData,
+      transferList: [channel.port2],
+      resourceLimits: BRIDGE_LIMITS,
+    });
+    Object.assign(this.bridge, { thread, warm: false, state: "idle", port: channel.port1 });
+    thread.on("message", (m: FromWorker) => {
+      if (thread !== this.bridge.thread) return;
+      if ("warm" in m) this.bridge.warm = true;
+      else {
+        this.bridge.state = "idle";
+        if (this.serving === "bridge") this.serving = undefined;
+      }
+      this.decide();
+    });
+    thread.on("error", (e) => this.log.warn({ err: e.message }, "the supervisor's serving thread failed"));
+    thread.once("exit", () => {
+      if (thread !== this.bridge.thread) return;
+      this.metrics.update(snapshot(this.bridge.metrics), "bridge");
+      this.metrics.carryOver("bridge");
+      this.bridge.thread = undefined;
+      this.bridge.warm = false;
+      channel.port1.close();
+      if (this.stopping) return;
+      if (this.serving === "bridge") {
+        this.serving = undefined;
+        this.priorFailed = true;
+        this.log.warn("the supervisor's serving thread ended; the serving process takes over when ready");
+      }
+      this.bridge.state = "idle";
+      // Not at once: a thread that cannot start would otherwise be restarted in a loop.
+      setTimeout(() => this.startBridge(), 1000).unref();
+      this.decide();
+    });
+  }
+
+  private spawnNext(): void {
+    if (this.stopping || this.next) return;
     const cfg: ChildConfig = {
       cpuQuota: this.cpuQuota,
       journal: this.journalFd !== undefined,
@@ -211,7 +348,8 @@ export class ServingProcesses {
       stdio: ["ignore", "inherit", "inherit", "ipc", this.fd, this.journalFd ?? "ignore", this.clocksFd ?? "ignore"],
       env: { ...process.env, PROCVIEW_CHILD: JSON.stringify(cfg) },
     });
-    this.standby = child;
+    this.next = child;
+    this.nextReady = false;
     // IPC to a process that just died reports here instead of throwing.
     child.on("error", (e) => this.log.warn({ pid: child.pid, err: e.message }, "serving process channel error"));
     let everReady = false;
@@ -220,42 +358,38 @@ export class ServingProcesses {
         this.sampler.watch(m.watch);
       } else if ("ready" in m) {
         everReady = true;
-        if (child === this.standby) {
-          this.standbyReady = true;
-          this.promote();
+        if (child === this.next) {
+          this.nextReady = true;
+          this.decide();
         }
-      } else if (child === this.active) this.metrics.update(m);
+      } else if (child === this.serving) this.metrics.update(m);
     });
     child.once("exit", (code, signal) => this.exited(child, everReady, code, signal));
   }
 
   private exited(child: ChildProcess, everReady: boolean, code: number | null, signal: NodeJS.Signals | null): void {
-    if (child === this.standby) {
-      this.standby = undefined;
-      this.standbyReady = false;
+    if (child === this.next) {
+      this.next = undefined;
+      this.nextReady = false;
     }
-    if (child === this.active) {
-      this.active = undefined;
+    if (child === this.serving) {
+      this.serving = undefined;
       // A crash, or a hang the watchdog ended, may be the request's doing; a SIGKILL from
       // outside (the OOM killer, an operator) is not (see fuse/journal: poison requests).
       this.priorFailed = signal !== "SIGKILL" || this.hungKilled === child;
       this.metrics.carryOver();
       if (this.stopping) return;
-      this.needServer = true;
-      // The descriptor is still ours: the standby serves on the same connection.
-      this.log.warn({ code, signal, pid: child.pid }, "serving process died; the standby takes over");
+      this.log.warn({ code, signal, pid: child.pid }, "serving process died; the supervisor's thread takes over");
       this.metrics.restarts.inc();
+      this.decide();
     }
     if (this.stopping) return;
     // Back off only from processes that die before they are ready (a broken install),
-    // never from one killed while serving: readers are waiting for its successor.
+    // never from one killed while serving.
     const now = Date.now();
     if (!everReady) this.recent.push(now);
     while (this.recent.length && now - this.recent[0] > RESTART_WINDOW_MS) this.recent.shift();
     const delay = this.recent.length > RESTARTS_BEFORE_BACKOFF ? 1000 : 0;
-    setTimeout(() => {
-      this.spawnStandby();
-      this.promote();
-    }, delay);
+    setTimeout(() => this.spawnNext(), delay);
   }
 }

@@ -292,6 +292,16 @@ export class ProcviewTree implements FileSystem {
     this.snapshotted.delete(h);
   }
 
+  /**
+   * Drops every open handle's state: for a serving thread that parks, since the releases of
+   * what it opened go to whoever serves next (a later read of one of them is served afresh).
+   */
+  forgetHandles(): void {
+    this.handles.clear();
+    this.snapshotted.clear();
+    this.snapshotBytes = 0;
+  }
+
   release(_ino: number, fh: number): void {
     const h = this.handles.get(fh);
     if (h) this.dropSnapshot(h);

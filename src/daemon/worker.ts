@@ -1,6 +1,8 @@
-// The serving thread: loads and warms the read path, waits for the go flag, then blocks in
-// read(2) on /dev/fuse and answers every request.
-import { workerData } from "node:worker_threads";
+// The serving thread: loads and warms the read path, says it is warm, waits for the go
+// flag, then blocks in read(2) on /dev/fuse and answers every request. Told to park (the
+// supervisor's own serving thread, handing back to a serving process), it stops after the
+// request it is answering and waits for the next go.
+import { parentPort, workerData } from "node:worker_threads";
 import { requestResend, serveLoop } from "../fuse/server";
 import { clockStore } from "./clocks";
 import { systemRenderer } from "./context";
@@ -8,7 +10,7 @@ import { ReadCounters } from "./counters";
 import { PortLoads } from "./loads";
 import type { CpuClock } from "../views/stat";
 import { ProcviewTree } from "./tree";
-import { GO_FLAG, GO_PRIOR_FAILED, type WorkerConfig } from "./worker-config";
+import { GO_FLAG, GO_PARK, GO_PRIOR_FAILED, type FromWorker, type WorkerConfig } from "./worker-config";
 
 const cfg = workerData as WorkerConfig;
 // A reader we cannot place is served the host's files: say so once per cgroup, with its pid
@@ -37,14 +39,32 @@ const tree = new ProcviewTree(renderer, undefined, (view, r, us, container) => c
 // Warm the read path (cgroup files, host files, views) before the first real request.
 for (const v of ["proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime", "proc/loadavg", "proc/diskstats", "proc/swaps"] as const)
   renderer.render(v, process.pid, 0);
-// Warm: wait (this thread has nothing else to do) until the supervisor says serve; a go
-// that came while warming is already set, and this returns at once.
-Atomics.wait(cfg.go, GO_FLAG, 0);
-standby = false;
-// Whatever a predecessor read but never answered comes back to us: resent by the kernel
-// (FUSE 7.40+), or from the journal it kept (older kernels).
-requestResend(cfg.fd);
-serveLoop(cfg.fd, tree, { fd: cfg.journalFd, priorFailed: Atomics.load(cfg.go, GO_PRIOR_FAILED) === 1 }, () => {
-  loads.drain();
-  files.sweep();
-});
+parentPort?.postMessage({ warm: true } satisfies FromWorker);
+const parkAsked = () => Atomics.load(cfg.go, GO_PARK) === 1;
+for (;;) {
+  // Warm: wait (this thread has nothing else to do) until told to serve; a go that came
+  // while warming is already set, and this returns at once.
+  Atomics.wait(cfg.go, GO_FLAG, 0);
+  standby = false;
+  // Whatever a predecessor read but never answered comes back to us: resent by the kernel
+  // (FUSE 7.40+), or from the journal it kept (older kernels).
+  requestResend(cfg.fd);
+  const priorFailed = Atomics.load(cfg.go, GO_PRIOR_FAILED) === 1;
+  const unmounted = serveLoop(
+    cfg.fd,
+    tree,
+    { fd: cfg.journalFd, priorFailed },
+    () => {
+      loads.drain();
+      files.sweep();
+    },
+    parkAsked,
+  );
+  if (unmounted) break;
+  // Parked: whoever serves next gets the handles this thread issued, and their releases.
+  standby = true;
+  tree.forgetHandles();
+  Atomics.store(cfg.go, GO_PARK, 0);
+  Atomics.store(cfg.go, GO_FLAG, 0);
+  parentPort?.postMessage({ parked: true } satisfies FromWorker);
+}

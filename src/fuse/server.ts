@@ -191,22 +191,32 @@ export const JOURNAL_FILE_SIZE = journalSize(IN_BUFFER_SIZE);
 /** A journalled request whose replay this many successors did not survive (crashed or hung on it) is refused with EIO. */
 const REPLAYS_BEFORE_REFUSING = 2;
 
+/** One mapping of the journal per thread, however often its loop parks and serves again. */
+const journals = new Map<number, Journal>();
+function journalOn(fd: number): Journal {
+  let j = journals.get(fd);
+  if (!j) journals.set(fd, (j = new Journal(fd, IN_BUFFER_SIZE)));
+  return j;
+}
+
 /**
  * Serves requests on `fd` until the filesystem is unmounted (read fails with ENODEV).
  * Unknown opcodes get ENOSYS, which the kernel remembers for FLUSH, ACCESS, GETXATTR and
  * friends, so they stop coming. With a journal (kernels that cannot resend), whatever a
  * predecessor left unanswered is answered first and every request is journalled;
  * `priorFailed` says the predecessor crashed or hung rather than being killed from outside.
- * `afterEach` runs after every reply (the worker's housekeeping).
+ * `afterEach` runs after every reply (the worker's housekeeping); once `until` says so after
+ * a reply, the loop returns false. It returns true when the filesystem is gone.
  */
 export function serveLoop(
   fd: number,
   f: FileSystem,
   journalOf: { fd?: number; priorFailed: boolean } = { priorFailed: false },
   afterEach?: () => void,
-): void {
+  until?: () => boolean,
+): boolean {
   const answer = answerer(fd, f);
-  const journal = journalOf.fd === undefined ? undefined : new Journal(journalOf.fd, IN_BUFFER_SIZE);
+  const journal = journalOf.fd === undefined ? undefined : journalOn(journalOf.fd);
   if (journal) {
     const left = journal.pending(P.IN_HEADER_SIZE, journalOf.priorFailed);
     const refuse = left !== undefined && left.attempts > REPLAYS_BEFORE_REFUSING;
@@ -216,7 +226,7 @@ export function serveLoop(
         `${JSON.stringify({ level: 40, msg: "a journalled request took down the serving processes that tried it: answered EIO", opcode, attempts: left.attempts - 1 })}\n`,
       );
     }
-    if (left && !answer(left.request, refuse ? E.EIO : undefined)) return;
+    if (left && !answer(left.request, refuse ? E.EIO : undefined)) return true;
     journal.answered();
   }
   const req = journal ? journal.request : Buffer.allocUnsafe(IN_BUFFER_SIZE);
@@ -228,14 +238,15 @@ export function serveLoop(
       const code = (e as NodeJS.ErrnoException).code;
       // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: try again.
       if (code === "ENOENT" || code === "EINTR" || code === "EAGAIN") continue;
-      if (code === "ENODEV") return; // unmounted
+      if (code === "ENODEV") return true; // unmounted
       throw e;
     }
     if (n < P.IN_HEADER_SIZE) continue;
     journal?.recorded(n);
-    if (!answer(req.subarray(0, n))) return;
+    if (!answer(req.subarray(0, n))) return true;
     journal?.answered();
     afterEach?.();
+    if (until?.()) return false;
   }
 }
 

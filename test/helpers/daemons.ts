@@ -68,6 +68,8 @@ export async function startProcview(args: string[] = [], dir = tempDir("procview
       reject(new Error(`procview exited ${code}: ${output()}`));
     });
   });
+  // Started: a serving process answers (the supervisor's own thread serves until then).
+  await waitServing(proc.pid as number);
   return {
     dir,
     proc,
@@ -129,7 +131,16 @@ export function childrenOf(pid: number): number[] {
   }
 }
 
-/** A daemon's serving process now (the standby beside it left out): none between a kill and the promotion. */
+/** The daemon's serving process, once there is one (the supervisor's thread serves between a kill and the handover). */
+export async function waitServing(supervisor: number, ms = 30_000): Promise<number> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
+    const [p] = servingOf(supervisor);
+    if (p) return p;
+  }
+  throw new Error(`no serving process under ${supervisor} after ${ms} ms`);
+}
+
+/** A daemon's serving process now (one starting left out): none between a kill and the handover. */
 export function servingOf(supervisor: number): number[] {
   return childrenOf(supervisor).filter((p) => {
     try {

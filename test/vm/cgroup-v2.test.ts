@@ -201,10 +201,11 @@ describe("the serving process SIGKILLed while containers read", () => {
         .filter((l) => /journalled|EIO|failed/.test(l)))
         console.log(`# daemon: ${line.slice(0, 300)}`);
     }
-    // A kill at every tick that finds a serving process: under emulation a new standby's node
-    // takes about a second to start, so some ticks find only the one just promoted and its
-    // successor still starting (21-25 kills in 30 s measured on a slower host, either standby design).
-    assert.ok(kills >= 15, `${kills} kills`);
+    // A kill at every tick that finds a serving process. After each, the supervisor's own
+    // thread serves while the next process starts and warms up, which under emulation and
+    // beside 4 busy readers takes seconds: 5-6 kills in 30 s measured (21-25 when a warm
+    // standby process waited beside each, and the readers waited for it to take over).
+    assert.ok(kills >= 3, `${kills} kills`);
     assert.equal(total(1), 0);
     assert.equal(total(2), 0);
     assert.ok(total(0) > 0);
