@@ -390,6 +390,12 @@ export class ServingProcesses {
     if (!everReady) this.recent.push(now);
     while (this.recent.length && now - this.recent[0] > RESTART_WINDOW_MS) this.recent.shift();
     const delay = this.recent.length > RESTARTS_BEFORE_BACKOFF ? 1000 : 0;
+    // Said once per run of such deaths: a broken install would otherwise only show as a quiet loop.
+    if (!everReady && this.recent.length === RESTARTS_BEFORE_BACKOFF + 1)
+      this.log.warn(
+        { code, signal, pid: child.pid, withinMs: RESTART_WINDOW_MS },
+        `${this.recent.length} serving processes ended before they were ready: starting one a second; the supervisor's thread serves meanwhile`,
+      );
     setTimeout(() => this.spawnNext(), delay);
   }
 }
