@@ -61,9 +61,11 @@ for (;;) {
     parkAsked,
   );
   if (unmounted) break;
-  // Parked: whoever serves next gets the handles this thread issued, and their releases.
+  // Parked: whoever serves next gets the handles this thread issued, and their releases;
+  // kept descriptors would hold removed cgroups' kernel objects for as long as it stays parked.
   standby = true;
   tree.forgetHandles();
+  files.close();
   Atomics.store(cfg.go, GO_PARK, 0);
   Atomics.store(cfg.go, GO_FLAG, 0);
   parentPort?.postMessage({ parked: true } satisfies FromWorker);

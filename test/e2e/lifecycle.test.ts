@@ -95,6 +95,22 @@ describe("the serving process dies every 200 ms for 10 s", () => {
     // A kill at every tick that finds a serving process: each successor must start and warm
     // up first (the supervisor's thread serves meanwhile), 0.3-0.6 s under this load.
     assert.ok(r.kills >= 8, r.diag);
+    // Handed back to a serving process, the supervisor's thread keeps no descriptor of the
+    // containers' cgroups or processes (a removed cgroup's kernel objects would stay with it).
+    const supervisor = daemons[daemons.length - 1].proc.pid as number;
+    await waitServing(supervisor);
+    await new Promise((res) => setTimeout(res, 500));
+    const held = fs
+      .readdirSync(`/proc/${supervisor}/fd`)
+      .map((f) => {
+        try {
+          return fs.readlinkSync(`/proc/${supervisor}/fd/${f}`);
+        } catch {
+          return "";
+        }
+      })
+      .filter((l) => l.startsWith("/sys/fs/cgroup/") || /^\/proc\/\d+\//.test(l));
+    assert.deepEqual(held, []);
     assert.equal(r.fail, 0, r.diag);
     assert.equal(r.wrong, 0, r.diag);
     assert.equal(r.slow, 0, r.diag);
