@@ -274,14 +274,6 @@ export class ServingProcesses {
     if (this.files.servingPid) writeAtomically(this.files.servingPid, `${process.pid}\n`);
   }
 
-  private workerConfig(
-    fd: number,
-    journalFd: number | undefined,
-    clocksFd: number | undefined,
-  ): Omit<WorkerConfig, "loadPort" | "go" | "metrics"> {
-    return { fd, journalFd, clocksFd, hostCpus: this.hostCpus, cpuQuota: this.cpuQuota, generation: this.generation++ };
-  }
-
   /** The supervisor's serving thread: the same code as a serving process's, on the supervisor's descriptor. */
   private startBridge(): void {
     if (this.stopping) return;
@@ -294,7 +286,12 @@ export class ServingProcesses {
     Atomics.store(this.bridge.go, GO_PARK, 0);
     new Float64Array(this.bridge.metrics).fill(0);
     const workerData: WorkerConfig = {
-      ...this.workerConfig(this.fd, this.journalFd, this.clocksFd),
+      fd: this.fd,
+      journalFd: this.journalFd,
+      clocksFd: this.clocksFd,
+      hostCpus: this.hostCpus,
+      cpuQuota: this.cpuQuota,
+      generation: this.generation++,
       loadPort: channel.port2,
       go: this.bridge.go,
       metrics: this.bridge.metrics,
