@@ -4,7 +4,7 @@ import * as http from "node:http";
 import * as prom from "prom-client";
 import { AT, BUCKETS_US, METRICS_SLOTS, REASONS, type Snapshot } from "./counters";
 import { VIEWS } from "./render";
-import type { Source } from "./supervisor";
+import type { ServedBy, Source } from "./supervisor";
 
 /** Supervisor side: the registry and the HTTP endpoint. */
 export class DaemonMetrics {
@@ -23,6 +23,12 @@ export class DaemonMetrics {
   readonly hangs = new prom.Counter({
     name: "procview_serving_hangs_total",
     help: "Times the serving process left the watchdog's read unanswered for 1 s (5 s for the supervisor's own serving thread), and was replaced",
+    registers: [this.registry],
+  });
+  private readonly served = new prom.Gauge({
+    name: "procview_served_by",
+    help: "Who answers the filesystem now: 1 for the serving process or the supervisor's own thread (after a crash, until a new serving process is ready), 0 for the other",
+    labelNames: ["by"],
     registers: [this.registry],
   });
   readonly remounts = new prom.Counter({
@@ -101,6 +107,10 @@ export class DaemonMetrics {
         };
       },
     } as unknown as prom.Metric);
+  }
+
+  servedBy(by: ServedBy): void {
+    for (const b of ["process", "supervisor-thread"] as const) this.served.set({ by: b }, b === by ? 1 : 0);
   }
 
   /** A snapshot from the live serving process (cumulative since it started). */

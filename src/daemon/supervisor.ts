@@ -24,6 +24,8 @@ export interface SupervisorMetrics {
   restarts: { inc(): void };
   /** Serving processes the watchdog killed for not answering. */
   hangs: { inc(): void };
+  /** Who answers the connection now. */
+  servedBy(by: ServedBy): void;
   remounts: { inc(labels: { action: string; result: string }, n: number): void };
   /** What the serving process (`child`) or the supervisor's serving thread (`bridge`) counted since it started. */
   update(s: Snapshot, from?: Source): void;
@@ -31,9 +33,12 @@ export interface SupervisorMetrics {
   carryOver(from?: Source): void;
 }
 export type Source = "child" | "bridge";
+/** The serving process, the supervisor's own thread, or no one (between a death and the next). */
+export type ServedBy = "process" | "supervisor-thread" | "none";
 export const NO_METRICS: SupervisorMetrics = {
   restarts: { inc() {} },
   hangs: { inc() {} },
+  servedBy() {},
   remounts: { inc() {} },
   update() {},
   carryOver() {},
@@ -248,11 +253,17 @@ export class ServingProcesses {
     }
   }
 
+  private nobodyServes(): void {
+    this.serving = undefined;
+    this.metrics.servedBy("none");
+  }
+
   private goChild(): void {
     const child = this.next as ChildProcess;
     this.next = undefined;
     this.nextReady = false;
     this.serving = child;
+    this.metrics.servedBy("process");
     child.send({ go: true, priorFailed: this.priorFailed } satisfies ToChild, (e) => {
       // It died between "ready" and "go": its exit handler hands over again.
       if (e) this.log.warn({ pid: child.pid, err: e.message }, "serving process could not be told to serve");
@@ -265,6 +276,7 @@ export class ServingProcesses {
 
   private goBridge(): void {
     this.serving = "bridge";
+    this.metrics.servedBy("supervisor-thread");
     this.bridge.state = "serving";
     this.bridge.port?.postMessage({ loads: this.sampler.table() } satisfies LoadMessage);
     Atomics.store(this.bridge.go, GO_PRIOR_FAILED, this.priorFailed ? 1 : 0);
@@ -307,7 +319,7 @@ export class ServingProcesses {
       if ("warm" in m) this.bridge.warm = true;
       else {
         this.bridge.state = "idle";
-        if (this.serving === "bridge") this.serving = undefined;
+        if (this.serving === "bridge") this.nobodyServes();
       }
       this.decide();
     });
@@ -321,7 +333,7 @@ export class ServingProcesses {
       channel.port1.close();
       if (this.stopping) return;
       if (this.serving === "bridge") {
-        this.serving = undefined;
+        this.nobodyServes();
         this.priorFailed = true;
         this.log.warn("the supervisor's serving thread ended; the serving process takes over when ready");
       }
@@ -370,7 +382,7 @@ export class ServingProcesses {
       this.nextReady = false;
     }
     if (child === this.serving) {
-      this.serving = undefined;
+      this.nobodyServes();
       // A crash, or a hang the watchdog ended, may be the request's doing; a SIGKILL from
       // outside (the OOM killer, an operator) is not (see fuse/journal: poison requests).
       this.priorFailed = signal !== "SIGKILL" || this.hungKilled === child;

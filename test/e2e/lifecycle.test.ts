@@ -406,11 +406,21 @@ describe("daemon metrics", () => {
     fs.readFileSync(path.join(d.dir, "proc/uptime"));
     // Counts reach the supervisor once a second; a crash loses at most that much.
     await new Promise((r) => setTimeout(r, 1200));
+    const metrics = async () => (await fetch("http://127.0.0.1:19105/metrics")).text();
+    assert.match(await metrics(), /^procview_served_by\{by="process"\} 1$/m);
     for (const pid of servingOf(d.proc.pid as number)) process.kill(pid, "SIGKILL");
+    // The supervisor's thread serves until the next serving process has warmed up (0.2 s or more).
+    let bridged = false;
+    for (const end = Date.now() + 2000; !bridged && Date.now() < end; await new Promise((r) => setTimeout(r, 20)))
+      bridged = /^procview_served_by\{by="supervisor-thread"\} 1$/m.test(await metrics());
+    assert.ok(bridged, "procview_served_by never named the supervisor's thread after the kill");
     await new Promise((r) => setTimeout(r, 1500));
     c.sh("cat /proc/meminfo >/dev/null");
     await new Promise((r) => setTimeout(r, 1200));
-    const text = await (await fetch("http://127.0.0.1:19105/metrics")).text();
+    await waitServing(d.proc.pid as number);
+    const text = await metrics();
+    assert.match(text, /^procview_served_by\{by="process"\} 1$/m);
+    assert.match(text, /^procview_served_by\{by="supervisor-thread"\} 0$/m);
     assert.match(text, /^procview_reads_total\{file="proc\/meminfo"\} [2-9]/m);
     assert.match(text, /^procview_serving_restarts_total 1$/m);
     assert.match(text, /^procview_render_duration_seconds_count [1-9]/m);
