@@ -9,6 +9,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import { servingOf, startProcview } from "../test/helpers/daemons";
 import { Container } from "../test/helpers/runc";
+import { killEvery, type ReaderCounts, readInLoop } from "../test/helpers/storm";
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -28,23 +29,6 @@ async function takeovers(dir: string, supervisor: number): Promise<number[]> {
   return out;
 }
 
-const READER = (kb: number, seconds: number) =>
-  [
-    "import json, time",
-    `end = time.monotonic() + ${seconds}; ok = fail = wrong = 0; worst = 0.0`,
-    "while time.monotonic() < end:",
-    "    t = time.monotonic()",
-    "    try:",
-    "        text = open('/proc/meminfo').read(); cpus = open('/proc/cpuinfo').read().count('processor')",
-    `        ok += int(text.split('MemTotal:')[1].split()[0]) == ${kb} and cpus == 2`,
-    `        wrong += int(text.split('MemTotal:')[1].split()[0]) != ${kb} or cpus != 2`,
-    "    except Exception:",
-    "        fail += 1",
-    "    worst = max(worst, time.monotonic() - t)",
-    "print(json.dumps(dict(ok=ok, fail=fail, wrong=wrong, worst=worst)))",
-  ].join("\n");
-const inContainer = (c: Container, script: string) => c.shAsync(`python3 -c "$(cat <<'EOF'\n${script}\nEOF\n)"`);
-
 async function main(): Promise<void> {
   const d = await startProcview();
   const supervisor = d.proc.pid as number;
@@ -59,32 +43,23 @@ async function main(): Promise<void> {
 
     // timeout passes a SIGTERM on to the loop (a SIGKILL would end timeout and leave the loop running).
     const busy = [0, 1].map(() => spawn("timeout", ["-s", "KILL", "22", "sh", "-c", "while :; do :; done"], { stdio: "ignore" }));
-    const runs = containers.flatMap((c, i) => [0, 1].map(() => inContainer(c, READER(kb(i), 20))));
-    let kills = 0;
-    const killer = setInterval(() => {
-      for (const p of servingOf(supervisor)) {
-        try {
-          process.kill(p, "SIGKILL");
-          kills++;
-        } catch {
-          // gone
-        }
-      }
-    }, 200);
-    let results: { ok: number; fail: number; wrong: number; worst: number }[];
+    const runs = containers.flatMap((c, i) => [0, 1].map(() => readInLoop(c, kb(i), 20)));
+    const killer = killEvery(200, () => servingOf(supervisor));
+    let results: ReaderCounts[];
     try {
-      results = (await Promise.all(runs)).map((o) => JSON.parse(o));
+      results = await Promise.all(runs);
     } finally {
-      clearInterval(killer);
+      killer.stop();
       for (const b of busy) b.kill("SIGTERM");
     }
+    const kills = killer.kills();
     const sum = (k: "ok" | "fail" | "wrong") => results.reduce((a, r) => a + r[k], 0);
     console.log(
       `kill storm (every 200 ms for 20 s, 8 readers in 4 containers, 2 busy loops): ${kills} kills, ${sum("ok")} reads right, ${sum("fail")} failed, ${sum("wrong")} wrong, slowest read ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s`,
     );
 
     await sleep(2000);
-    const hang = inContainer(containers[0], READER(kb(0), 12));
+    const hang = readInLoop(containers[0], kb(0), 12);
     await sleep(500);
     const [p] = servingOf(supervisor);
     process.kill(p, "SIGSTOP");
@@ -94,7 +69,7 @@ async function main(): Promise<void> {
     } catch {
       // the watchdog killed it
     }
-    const h = JSON.parse(await hang);
+    const h = await hang;
     console.log(`hang (serving process SIGSTOPped for 10 s): ${h.ok} reads right, ${h.fail} failed, slowest read ${h.worst.toFixed(3)} s`);
   } finally {
     for (const c of containers) c.destroy();

@@ -13,7 +13,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type Layout, mountedAt } from "../mounts/layout";
-import { failureOf, runBounded } from "../mounts/run";
+import { runForFailure } from "../mounts/run";
 import { EscapeError, resolveInRoot } from "../mounts/securejoin";
 
 export class VolumeError extends Error {
@@ -29,7 +29,7 @@ export class VolumeError extends Error {
 const DEADLINE_MS = 10_000;
 
 async function run(argv: string[]): Promise<void> {
-  const why = failureOf(await runBounded(argv, DEADLINE_MS), argv, DEADLINE_MS);
+  const why = await runForFailure(argv, DEADLINE_MS);
   if (why) throw new VolumeError(`${argv.join(" ")}: ${why}`);
 }
 

@@ -16,13 +16,13 @@ import { probe, writeStateRecord } from "../mounts/layout";
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import type { ChildConfig, FromChild, ToChild } from "./child";
 import { METRICS_SLOTS, type Snapshot, snapshot } from "./counters";
-import { type LoadMessage, LoadSampler } from "./loads";
+import { type LoadMessage, LoadSampler, type LoadTable } from "./loads";
 import { type FromWorker, GO_FLAG, GO_PARK, GO_PRIOR_FAILED, GO_SLOTS, type WorkerConfig } from "./worker-config";
 
 /** What the supervisor records; a no-op without --metrics-address. */
 export interface SupervisorMetrics {
   restarts: { inc(): void };
-  /** Serving processes the watchdog killed for not answering. */
+  /** Serving processes (or the supervisor's own thread) the watchdog ended for not answering. */
   hangs: { inc(): void };
   /** Who answers the connection now. */
   servedBy(by: ServedBy): void;
@@ -76,7 +76,7 @@ const RESTARTS_BEFORE_BACKOFF = 20;
 /** The supervisor's serving thread: a heap it cannot outgrow (a runaway ends the thread, not the supervisor). */
 const BRIDGE_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 256 };
 // A small young generation: renders make short-lived strings only, and memory is the
-// figure a node pays for three processes.
+// figure a node pays for two processes.
 const CHILD_V8_FLAGS = ["--max-semi-space-size=1"];
 
 /** A record for people and inspect: one the state directory cannot take (uninstalled) is skipped. */
@@ -145,9 +145,7 @@ export class ServingProcesses {
   ) {
     if (files.clocks) this.clocksFd = openClocksFile(this.hostCpus, files.clocks);
     this.sampler = new LoadSampler((loads) => {
-      const s = this.serving;
-      if (s === "bridge") this.bridge.port?.postMessage({ loads } satisfies LoadMessage);
-      else if (s?.connected) s.send({ loads } satisfies ToChild);
+      this.handLoads(loads);
       if (files.loads) writeAtomically(files.loads, JSON.stringify(loads));
     });
   }
@@ -271,14 +269,22 @@ export class ServingProcesses {
     this.priorFailed = false;
     if (this.files.servingPid && child.pid) writeAtomically(this.files.servingPid, `${child.pid}\n`);
     // The load history survives its predecessor: hand it over at once.
-    if (child.connected) child.send({ loads: this.sampler.table() } satisfies ToChild);
+    this.handLoads(this.sampler.table());
+  }
+
+  /** The load table, to whoever serves. */
+  private handLoads(loads: LoadTable): void {
+    const s = this.serving;
+    if (s === "bridge") this.bridge.port?.postMessage({ loads } satisfies LoadMessage);
+    else if (s?.connected) s.send({ loads } satisfies ToChild);
   }
 
   private goBridge(): void {
     this.serving = "bridge";
     this.metrics.servedBy("supervisor-thread");
     this.bridge.state = "serving";
-    this.bridge.port?.postMessage({ loads: this.sampler.table() } satisfies LoadMessage);
+    // Before the go: its first request already sees the load history.
+    this.handLoads(this.sampler.table());
     Atomics.store(this.bridge.go, GO_PRIOR_FAILED, this.priorFailed ? 1 : 0);
     Atomics.store(this.bridge.go, GO_FLAG, 1);
     Atomics.notify(this.bridge.go, GO_FLAG);

@@ -8,7 +8,7 @@
 //    keeping our root (opened before the switch), and the host's umount names the target
 //    through /proc/PID/root. umount2(2) acts only on mounts of the namespace it is in.
 import * as fs from "node:fs";
-import { failureOf, runBounded } from "./run";
+import { runForFailure } from "./run";
 
 /** The host's binaries, by absolute path: never looked up in a PATH a container could shape. */
 function hostBinary(name: string): string {
@@ -32,8 +32,8 @@ const ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" };
 const DEADLINE_MS = 10_000;
 
 /** Runs a host binary; resolves with undefined on success, else its last line of complaint. */
-async function runHost(argv: string[]): Promise<string | undefined> {
-  return failureOf(await runBounded(argv, DEADLINE_MS, ENV), argv, DEADLINE_MS);
+function runHost(argv: string[]): Promise<string | undefined> {
+  return runForFailure(argv, DEADLINE_MS, ENV);
 }
 
 const nsOf = (pid: number) => `/proc/${pid}/ns/mnt`;

@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { failureOf, runBounded } from "./run";
+import { runBounded, runForFailure } from "./run";
 import { type MountEntry, mountsOf } from "./table";
 
 export const FS_TYPE = "fuse.procview";
@@ -151,7 +151,7 @@ export async function prepareAnchor(l: Layout): Promise<{ replacedStale: boolean
 export async function bindTopDirs(l: Layout): Promise<void> {
   for (const name of TOP_DIRS) {
     const argv = ["mount", "--bind", path.join(l.fsDir, name), path.join(l.anchor, name)];
-    const why = failureOf(await runBounded(argv, 10_000), argv, 10_000);
+    const why = await runForFailure(argv, 10_000);
     if (why) throw new LayoutError(`binding ${l.anchor}/${name}: ${why}`);
   }
 }

@@ -11,14 +11,6 @@ export interface RunResult {
   error?: string;
 }
 
-/** Why a run failed, in one line (its last line of complaint); undefined when it succeeded. */
-export function failureOf(r: RunResult, argv: readonly string[], deadlineMs: number): string | undefined {
-  if (r.code === 0) return undefined;
-  if (r.timedOut) return `${argv[0]} took longer than ${deadlineMs} ms`;
-  if (r.error) return `${argv[0]}: ${r.error}`;
-  return r.stderr.trim().split("\n").pop() || `${argv[0]} exited ${r.code}`;
-}
-
 /**
  * Runs `argv`, killed at the deadline. Resolves at the deadline even if the child cannot
  * die (a process stuck in a hung FUSE request may not), else on 'close', once all of its
@@ -45,4 +37,16 @@ export function runBounded(argv: readonly string[], deadlineMs: number, env?: No
     p.once("error", (e) => finish({ code: null, timedOut: false, error: e.message }));
     p.once("close", (code) => finish({ code, timedOut: false }));
   });
+}
+
+/**
+ * Runs `argv` with runBounded; resolves with undefined on success, else why it failed in one
+ * line (its last line of complaint, its deadline, or why it could not start).
+ */
+export async function runForFailure(argv: readonly string[], deadlineMs: number, env?: NodeJS.ProcessEnv): Promise<string | undefined> {
+  const r = await runBounded(argv, deadlineMs, env);
+  if (r.code === 0) return undefined;
+  if (r.timedOut) return `${argv[0]} took longer than ${deadlineMs} ms`;
+  if (r.error) return `${argv[0]}: ${r.error}`;
+  return r.stderr.trim().split("\n").pop() || `${argv[0]} exited ${r.code}`;
 }

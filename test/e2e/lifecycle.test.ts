@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { BIN, childrenOf, cleanMountpoint, type Daemon, servingOf, startProcview, tempDir, waitServing } from "../helpers/daemons";
 import { Container } from "../helpers/runc";
+import { killEvery, type ReaderCounts, readInLoop } from "../helpers/storm";
 
 const MiB = 1024 * 1024;
 const memTotalKb = (c: Container) => Number(/^MemTotal:\s+(\d+)/m.exec(c.sh("cat /proc/meminfo"))?.[1]);
@@ -45,42 +46,16 @@ async function killStorm(
   const d = await startProcview();
   daemons.push(d);
   const cs = [0, 1, 2, 3].map((i) => limited(i, d.dir));
-  const reader = (kb: number) =>
-    [
-      "import json, time",
-      "end = time.monotonic() + 10; ok = fail = wrong = slow = 0; worst = 0.0",
-      "while time.monotonic() < end:",
-      "    t = time.monotonic()",
-      "    try:",
-      "        text = open('/proc/meminfo').read(); cpus = open('/proc/cpuinfo').read().count('processor')",
-      "        total = int(text.split('MemTotal:')[1].split()[0])",
-      `        if total == ${kb} and cpus == 2: ok += 1`,
-      "        else: wrong += 1",
-      "    except Exception as e:",
-      "        fail += 1",
-      "    dt = time.monotonic() - t; worst = max(worst, dt); slow += dt > 1",
-      "print(json.dumps(dict(ok=ok, fail=fail, wrong=wrong, slow=slow, worst=worst)))",
-    ].join("\n");
-  const runs = cs.flatMap((c, i) => [0, 1].map(() => c.shAsync(`python3 -c "$(cat <<'EOF'\n${reader(expectedKb(i))}\nEOF\n)"`)));
-  let kills = 0;
-  const killer = setInterval(() => {
-    for (const pid of victims(d.proc.pid as number)) {
-      try {
-        process.kill(pid, "SIGKILL");
-        kills++;
-      } catch {
-        // already gone
-      }
-    }
-  }, 200);
-  let outputs: string[];
+  const runs = cs.flatMap((c, i) => [0, 1].map(() => readInLoop(c, expectedKb(i), 10)));
+  const killer = killEvery(200, () => victims(d.proc.pid as number));
+  let results: ReaderCounts[];
   try {
-    outputs = await Promise.all(runs);
+    results = await Promise.all(runs);
   } finally {
     // Whatever happens to the readers, the killer stops: a live interval keeps the run alive.
-    clearInterval(killer);
+    killer.stop();
   }
-  const results = outputs.map((o) => JSON.parse(o) as { ok: number; fail: number; wrong: number; slow: number; worst: number });
+  const kills = killer.kills();
   const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
   const diag = `${kills} kills; reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slower than 1 s ${sum("slow")}, worst ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s`;
   // The daemon itself never goes down: the next daemon would have to re-bind every container.
