@@ -1,14 +1,21 @@
-// Two functions Node lacks, for the crash journal (src/fuse/journal.ts): create an anonymous
+// Functions Node lacks. For the crash journal (src/fuse/journal.ts): create an anonymous
 // memory file (memfd_create: shmem, never written back to a disk) and map a file MAP_SHARED
 // into an ArrayBuffer. The serving loop reads each FUSE request from /dev/fuse straight into
 // such a mapping, so the request is journalled by the read(2) itself: a serving process
 // killed at any instruction after the read leaves the whole request behind for its successor.
+// For the handover between daemons (src/daemon/handover.ts): send and receive descriptors
+// over a Unix socket (SCM_RIGHTS), so the /dev/fuse connection passes from the running daemon
+// to its successor and the mount never goes away.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <node_api.h>
+
+#define MAX_FDS 8
 
 static void unmap(napi_env env, void *data, void *hint) {
   (void)env;
@@ -62,11 +69,131 @@ static napi_value memfd(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// sendFds(socket, data, fds): one sendmsg(2) of `data` with `fds` attached; the bytes sent.
+static napi_value send_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t sock = -1;
+  void *data = NULL;
+  size_t length = 0;
+  uint32_t count = 0;
+  bool is_array = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 ||
+      napi_get_value_int32(env, argv[0], &sock) != napi_ok ||
+      napi_get_buffer_info(env, argv[1], &data, &length) != napi_ok || length == 0 ||
+      napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[2], &count) != napi_ok || count > MAX_FDS) {
+    napi_throw_type_error(env, NULL, "sendFds(socket, data, fds): a descriptor, a non-empty Buffer and up to 8 descriptors");
+    return NULL;
+  }
+  int fds[MAX_FDS];
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value v;
+    if (napi_get_element(env, argv[2], i, &v) != napi_ok || napi_get_value_int32(env, v, &fds[i]) != napi_ok || fds[i] < 0) {
+      napi_throw_type_error(env, NULL, "sendFds: descriptors are non-negative integers");
+      return NULL;
+    }
+  }
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
+  struct iovec iov = {.iov_base = data, .iov_len = length};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (count > 0) {
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * count);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * count);
+  }
+  ssize_t n;
+  do n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    napi_throw_error(env, NULL, strerror(errno));
+    return NULL;
+  }
+  napi_value out;
+  napi_create_int64(env, n, &out);
+  return out;
+}
+
+// recvFds(socket, maxBytes): one recvmsg(2); { data, fds } (descriptors close-on-exec), or
+// null when nothing is waiting on a non-blocking socket. An empty `data` is the peer's end.
+static napi_value recv_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t sock = -1;
+  int32_t max = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_value_int32(env, argv[0], &sock) != napi_ok || napi_get_value_int32(env, argv[1], &max) != napi_ok ||
+      sock < 0 || max <= 0 || max > (1 << 20)) {
+    napi_throw_type_error(env, NULL, "recvFds(socket, maxBytes): a descriptor and a size up to 1 MiB");
+    return NULL;
+  }
+  char *buf = malloc((size_t)max);
+  if (!buf) {
+    napi_throw_error(env, NULL, "recvFds: out of memory");
+    return NULL;
+  }
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+    struct cmsghdr align;
+  } control;
+  struct iovec iov = {.iov_base = buf, .iov_len = (size_t)max};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+  ssize_t n;
+  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    int e = errno;
+    free(buf);
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      napi_value nul;
+      napi_get_null(env, &nul);
+      return nul;
+    }
+    napi_throw_error(env, NULL, strerror(e));
+    return NULL;
+  }
+  napi_value out, data, fds;
+  napi_create_object(env, &out);
+  napi_create_buffer_copy(env, (size_t)n, buf, NULL, &data);
+  free(buf);
+  napi_create_array(env, &fds);
+  uint32_t k = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int *got = (int *)CMSG_DATA(c);
+    for (size_t i = 0; i < count; i++) {
+      napi_value v;
+      napi_create_int32(env, got[i], &v);
+      napi_set_element(env, fds, k++, v);
+    }
+  }
+  napi_set_named_property(env, out, "data", data);
+  napi_set_named_property(env, out, "fds", fds);
+  // Descriptors cut off for want of room were closed by the kernel; the caller must know.
+  napi_value truncated;
+  napi_get_boolean(env, (msg.msg_flags & MSG_CTRUNC) != 0, &truncated);
+  napi_set_named_property(env, out, "truncated", truncated);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "mapShared", NAPI_AUTO_LENGTH, map_shared, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "mapShared", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "memfdCreate", NAPI_AUTO_LENGTH, memfd, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "memfdCreate", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "sendFds", NAPI_AUTO_LENGTH, send_fds, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "sendFds", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "recvFds", NAPI_AUTO_LENGTH, recv_fds, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "recvFds", fn) != napi_ok) return NULL;
   return exports;
 }

@@ -38,6 +38,7 @@ function serveCommand(program: Command): void {
       "upgrade",
     )
     .option("--no-remount", "do not re-bind containers' stale or handed-over mounts at start")
+    .option("--take-over", "if a daemon serves the mountpoint, take its connection over (an upgrade: the mount never goes away)")
     .option("--no-watchdog", "do not replace a serving process that leaves a read unanswered for 1 s")
     .option("--metrics-address <host:port>", "serve Prometheus metrics here (e.g. 127.0.0.1:9105)")
     .option("--csi-endpoint <socket>", "also serve CSI inline ephemeral volumes on this unix socket (unix:///csi/csi.sock)")
@@ -50,6 +51,7 @@ function serveCommand(program: Command): void {
         cpuQuota: boolean;
         onExit: string;
         remount: boolean;
+        takeOver?: boolean;
         watchdog: boolean;
         metricsAddress?: string;
         csiEndpoint?: string;

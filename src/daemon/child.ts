@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { METRICS_SLOTS, snapshot } from "./counters";
 import type { LoadMessage, LoadTable } from "./loads";
-import { type FromWorker, GO_FLAG, GO_PRIOR_FAILED, GO_SLOTS, type WorkerConfig } from "./worker-config";
+import { type FromWorker, GO_FLAG, GO_PARK, GO_PRIOR_FAILED, GO_SLOTS, type WorkerConfig } from "./worker-config";
 
 export const CHILD_FD = 4;
 /** The one-request journal (kernels without FUSE_NOTIFY_RESEND only): fd 5 when passed. */
@@ -28,9 +28,12 @@ export interface ChildConfig {
 }
 
 /** Messages between the supervisor and a serving process. */
-/** `go`: serve now; `priorFailed`: the last serving process crashed or hung (rather than being killed from outside). */
-export type ToChild = { go: true; priorFailed: boolean } | { loads: LoadTable };
-export type FromChild = { ready: true } | { values: number[] } | { watch: string };
+/**
+ * `go`: serve now; `priorFailed`: the last serving process crashed or hung (rather than being
+ * killed from outside). `park`: stop after the request in hand (a handover to another daemon).
+ */
+export type ToChild = { go: true; priorFailed: boolean } | { loads: LoadTable } | { park: true };
+export type FromChild = { ready: true } | { parked: true } | { values: number[] } | { watch: string };
 
 const cfg = JSON.parse(process.env.PROCVIEW_CHILD ?? "{}") as ChildConfig;
 
@@ -61,6 +64,7 @@ const worker = new Worker(path.join(__dirname, "worker.js"), {
 });
 worker.on("message", (m: FromWorker) => {
   if ("warm" in m) process.send?.({ ready: true } satisfies FromChild);
+  else process.send?.({ parked: true } satisfies FromChild);
 });
 // The worker leaves its loop when the filesystem is unmounted; anything else is a crash.
 worker.on("exit", (code) => {
@@ -74,6 +78,10 @@ worker.on("error", (e) => {
 process.on("message", (m: ToChild) => {
   if ("loads" in m) {
     channel.port1.postMessage(m satisfies LoadMessage);
+    return;
+  }
+  if ("park" in m) {
+    Atomics.store(go, GO_PARK, 1);
     return;
   }
   if (serving) return;

@@ -27,6 +27,11 @@ export class LoadSampler {
     this.publish(this.table());
   }
 
+  /** Carries on from another sampler's table (a predecessor daemon's). */
+  seed(table: LoadTable): void {
+    for (const [dir, e] of table) if (!this.entries.has(dir)) this.entries.set(dir, e);
+  }
+
   table(): LoadTable {
     return [...this.entries];
   }

@@ -10,7 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { Logger } from "pino";
 import { openJournalFile, sharedMapHelper } from "../fuse/journal";
-import { openClocksFile, possibleCpus, saveClocksFile } from "./clocks";
+import { clocksFileSize, openClocksFile, possibleCpus, saveClocksFile } from "./clocks";
 import { JOURNAL_FILE_SIZE } from "../fuse/server";
 import { probe, writeStateRecord } from "../mounts/layout";
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
@@ -18,6 +18,16 @@ import type { ChildConfig, FromChild, ToChild } from "./child";
 import { METRICS_SLOTS, type Snapshot, snapshot } from "./counters";
 import { type LoadMessage, LoadSampler, type LoadTable } from "./loads";
 import { type FromWorker, GO_FLAG, GO_PARK, GO_PRIOR_FAILED, GO_SLOTS, type WorkerConfig } from "./worker-config";
+import type { Giver } from "./handover";
+
+/** What a predecessor daemon handed over with its connection (see ./handover). */
+export interface Adopted {
+  clocksFd?: number;
+  journalFd?: number;
+  generation: number;
+  loads: LoadTable;
+  hostCpus: number;
+}
 
 /** What the supervisor records; a no-op without --metrics-address. */
 export interface SupervisorMetrics {
@@ -61,6 +71,8 @@ const WATCH_EVERY_MS = 500;
 const BRIDGE_HUNG_MS = 5 * HUNG_MS;
 /** How often the CPU clocks are saved besides at stop (a daemon killed outright loses what came since). */
 const CLOCKS_SAVED_EVERY_MS = 30_000;
+/** How long a serving process or thread gets to park for a handover (it finishes the request in hand). */
+const PARK_WITHIN_MS = 5000;
 
 /**
  * Whether the kernel resends what a dead serving process had read to its successor
@@ -88,9 +100,24 @@ function writeAtomically(file: string, text: string): void {
   }
 }
 
-export class ServingProcesses {
+/** A file's size, or -1 for a descriptor that is not one. */
+function sizeOf(fd: number): number {
+  try {
+    return fs.fstatSync(fd).size;
+  } catch {
+    return -1;
+  }
+}
+
+export class ServingProcesses implements Giver {
   private stopping = false;
   private generation = 0;
+  /** No one is given the connection: a newcomer until its predecessor parked, a giver while it hands over. */
+  private holding = false;
+  /** Handing the connection over (see ./handover): no new serving process, no watchdog. */
+  private handingOver = false;
+  private readonly parkWaiters: (() => void)[] = [];
+  private readyWaiters: (() => void)[] = [];
   /** Who answers the connection now: a serving process, the supervisor's own thread, or no one (for the moment). */
   private serving?: ChildProcess | "bridge";
   /** The next serving process, starting or warm (`nextReady`). */
@@ -124,7 +151,7 @@ export class ServingProcesses {
   /** The containers' CPU clocks, shared by the serving processes (see ./clocks). */
   private readonly clocksFd?: number;
   private clocksSaver?: NodeJS.Timeout;
-  private readonly journalFd = kernelResends() || process.env.PROCVIEW_JOURNAL === "off" ? undefined : openJournalFile(JOURNAL_FILE_SIZE);
+  private readonly journalFd?: number;
 
   constructor(
     private readonly fd: number,
@@ -142,12 +169,92 @@ export class ServingProcesses {
       /** Where the load table is written after each sample, for `procview inspect`. */
       loads?: string;
     },
+    /** A predecessor's connection: its shared files are used where they fit, and nothing serves until serveNow(). */
+    adopt?: Adopted,
   ) {
-    if (files.clocks) this.clocksFd = openClocksFile(this.hostCpus, files.clocks);
+    // The predecessor's clocks carry on exactly where they fit (same layout); else the saved ones.
+    if (adopt?.clocksFd !== undefined && adopt.hostCpus === this.hostCpus && sizeOf(adopt.clocksFd) === clocksFileSize(this.hostCpus))
+      this.clocksFd = adopt.clocksFd;
+    else {
+      if (adopt?.clocksFd !== undefined) fs.closeSync(adopt.clocksFd);
+      if (files.clocks) this.clocksFd = openClocksFile(this.hostCpus, files.clocks);
+    }
+    const journal = !kernelResends() && process.env.PROCVIEW_JOURNAL !== "off";
+    // Its journal too: a request its last serving process read and never answered is answered from it.
+    if (journal && adopt?.journalFd !== undefined && sizeOf(adopt.journalFd) === JOURNAL_FILE_SIZE) this.journalFd = adopt.journalFd;
+    else {
+      if (adopt?.journalFd !== undefined) fs.closeSync(adopt.journalFd);
+      if (journal) this.journalFd = openJournalFile(JOURNAL_FILE_SIZE);
+    }
     this.sampler = new LoadSampler((loads) => {
       this.handLoads(loads);
       if (files.loads) writeAtomically(files.loads, JSON.stringify(loads));
     });
+    if (adopt) {
+      // Its handles may still be open: ours must not take their numbers.
+      this.generation = adopt.generation;
+      this.sampler.seed(adopt.loads);
+      this.holding = true;
+    }
+  }
+
+  /** Resolves once something of ours can serve at once (the supervisor's thread warm, or a serving process ready). */
+  ready(): Promise<void> {
+    if (this.bridge.warm || this.nextReady) return Promise.resolve();
+    return new Promise((r) => this.readyWaiters.push(r));
+  }
+
+  /** The predecessor parked: serve. */
+  serveNow(): void {
+    this.holding = false;
+    this.decide();
+  }
+
+  // ---- handing over to a successor (see ./handover)
+
+  offer() {
+    return {
+      fuseFd: this.fd,
+      clocksFd: this.clocksFd,
+      journalFd: this.journalFd,
+      // Room for the processes started while the successor warms up.
+      generation: this.generation + 64,
+      loads: this.sampler.table(),
+      hostCpus: this.hostCpus,
+    };
+  }
+
+  /** Stops serving: no new serving process, and whoever serves parks after the request in hand. */
+  async park(): Promise<boolean> {
+    this.holding = true;
+    this.handingOver = true;
+    this.next?.kill("SIGKILL");
+    const serving = this.serving;
+    if (serving === undefined) return true;
+    const parked = new Promise<void>((r) => this.parkWaiters.push(r));
+    if (serving === "bridge") {
+      this.bridge.state = "parking";
+      Atomics.store(this.bridge.go, GO_PARK, 1);
+    } else serving.send({ park: true } satisfies ToChild, () => {});
+    // A loop parks after a request: readers send them, and so do we until it has.
+    let done = false;
+    void parked.then(() => (done = true));
+    for (const end = Date.now() + PARK_WITHIN_MS; !done && Date.now() < end;) await Promise.race([parked, probe(this.files.probe, 200)]);
+    return done;
+  }
+
+  /** The successor failed: serve again. */
+  resume(): void {
+    this.handingOver = false;
+    this.holding = false;
+    this.spawnNext();
+    this.decide();
+  }
+
+  /** The successor serves: stop everything and let go of the shared files (the caller closes the connection). */
+  async release(): Promise<void> {
+    await this.stop();
+    for (const fd of [this.clocksFd, this.journalFd]) if (fd !== undefined) fs.closeSync(fd);
   }
 
   start(): void {
@@ -179,7 +286,7 @@ export class ServingProcesses {
   /** Ends whoever serves if it leaves a read unanswered for HUNG_MS (BRIDGE_HUNG_MS). */
   private async watch(file: string): Promise<void> {
     const serving = this.serving;
-    if (this.probing || this.stopping || !serving) return;
+    if (this.probing || this.stopping || this.handingOver || !serving) return;
     this.probing = true;
     try {
       const waitedMs = serving === "bridge" ? BRIDGE_HUNG_MS : HUNG_MS;
@@ -240,6 +347,8 @@ export class ServingProcesses {
   private decide(): void {
     if (this.stopping) return;
     const childReady = this.next !== undefined && this.nextReady;
+    if (childReady || this.bridge.warm) for (const r of this.readyWaiters.splice(0)) r();
+    if (this.holding) return;
     if (this.serving === undefined) {
       if (childReady) this.goChild();
       else if (this.bridge.warm && this.bridge.state === "idle") this.goBridge();
@@ -254,6 +363,7 @@ export class ServingProcesses {
   private nobodyServes(): void {
     this.serving = undefined;
     this.metrics.servedBy("none");
+    for (const r of this.parkWaiters.splice(0)) r();
   }
 
   private goChild(): void {
@@ -351,7 +461,7 @@ export class ServingProcesses {
   }
 
   private spawnNext(): void {
-    if (this.stopping || this.next) return;
+    if (this.stopping || this.handingOver || this.next) return;
     const cfg: ChildConfig = {
       cpuQuota: this.cpuQuota,
       journal: this.journalFd !== undefined,
@@ -371,6 +481,12 @@ export class ServingProcesses {
     child.on("message", (m: FromChild) => {
       if ("watch" in m) {
         this.sampler.watch(m.watch);
+      } else if ("parked" in m) {
+        // Parked for a handover: it holds no request; the successor serves from here.
+        if (child === this.serving) {
+          this.nobodyServes();
+          child.kill("SIGKILL");
+        }
       } else if ("ready" in m) {
         everReady = true;
         if (child === this.next) {

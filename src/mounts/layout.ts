@@ -30,6 +30,8 @@ export interface Layout {
   stateDir: string;
   /** Where a stopping daemon records the container mounts it detached, for the next one. */
   handoverFile: string;
+  /** Where a running daemon listens for its successor, to hand it the connection (see daemon/handover). */
+  handoverSocket: string;
   /** The pid of the process serving now, for `procview check`. */
   servingFile: string;
   /** The containers' CPU clocks, saved by a stopping daemon for the next one. */
@@ -48,6 +50,7 @@ export function layoutOf(mountpoint: string, stateDir?: string): Layout {
     source: `procview:${anchor}`,
     stateDir: state,
     handoverFile: path.join(state, "handover.json"),
+    handoverSocket: path.join(state, "handover.sock"),
     servingFile: path.join(state, "serving.pid"),
     clocksFile: path.join(state, "cpu-clocks"),
     loadsFile: path.join(state, "loads.json"),
@@ -116,7 +119,7 @@ export async function prepareAnchor(l: Layout): Promise<{ replacedStale: boolean
   while (layoutMounts(l).some(fuseAt)) {
     if (fuseAt(l.fsDir) && (await answers(l.fsDir)))
       throw new LayoutError(
-        `${l.anchor} is already mounted and serving: is another procview running? (procview check --mountpoint ${l.anchor})`,
+        `${l.anchor} is already mounted and serving: is another procview running? (procview check --mountpoint ${l.anchor}; serve --take-over replaces it with no gap)`,
       );
     replacedStale = true;
     // Lazily, so that the detach reaches containers' slave copies however busy they are.
@@ -150,6 +153,8 @@ export async function prepareAnchor(l: Layout): Promise<{ replacedStale: boolean
  */
 export async function bindTopDirs(l: Layout): Promise<void> {
   for (const name of TOP_DIRS) {
+    // Bound already: the connection was handed over by a daemon that bound them.
+    if (fuseAt(path.join(l.anchor, name))) continue;
     const argv = ["mount", "--bind", path.join(l.fsDir, name), path.join(l.anchor, name)];
     const why = await runForFailure(argv, 10_000);
     if (why) throw new LayoutError(`binding ${l.anchor}/${name}: ${why}`);

@@ -135,6 +135,46 @@ describe("procview in runc containers", () => {
     assert.ok(Number(cpuLine.split(/\s+/)[4]) > 0, cpuLine);
   });
 
+  it("psutil, as monitoring agents call it: the container's memory, CPUs and disks; boot time and load averages stay the host's", () => {
+    a.sh("dd if=/usr/bin/python3 of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null");
+    const out = a.sh(
+      `python3 -c 'import json, os, psutil; d = psutil.disk_io_counters(); print(json.dumps([psutil.virtual_memory().total, psutil.cpu_count(), d is not None, psutil.boot_time(), psutil.getloadavg()[0], os.getloadavg()[0]]))'`,
+    );
+    const [total, cpus, disks, boot, psutilLoad, osLoad] = JSON.parse(out) as [number, number, boolean, number, number, number];
+    const hostBtime = Number(/^btime (\d+)/m.exec(fs.readFileSync("/proc/stat", "utf8"))?.[1]);
+    const fileLoad = Number(a.sh("cut -d' ' -f1 /proc/loadavg"));
+    console.log(
+      `# psutil: total ${total}, cpu_count ${cpus}, disk_io_counters ${disks ? "present" : "None"}, boot_time ${boot} (host btime ${hostBtime}), getloadavg ${psutilLoad} = os.getloadavg ${osLoad}; the file says ${fileLoad}`,
+    );
+    assert.deepEqual([total, cpus, disks, boot], [256 * MiB, 1, true, hostBtime]);
+    // glibc's getloadavg asks sysinfo(2), which no file changes: the README says so.
+    assert.equal(psutilLoad, osLoad);
+  });
+
+  it("Go's runtime.NumCPU follows the cpuset (sched_getaffinity), not the quota the files show", () => {
+    const dir = fs.mkdtempSync("/tmp/pv-go-");
+    try {
+      fs.writeFileSync(
+        path.join(dir, "main.go"),
+        'package main\n\nimport (\n\t"fmt"\n\t"runtime"\n)\n\nfunc main() { fmt.Println(runtime.NumCPU(), runtime.GOMAXPROCS(0)) }\n',
+      );
+      const built = spawnSync("go", ["build", "-o", path.join(dir, "numcpu"), path.join(dir, "main.go")], {
+        encoding: "utf8",
+        env: { ...process.env, GOCACHE: path.join(dir, "cache"), GO111MODULE: "off" },
+      });
+      assert.equal(built.status, 0, built.stderr);
+      // Into the container's own /tmp (its rootfs has the host's /usr, read-only).
+      a.sh("base64 -d > /tmp/numcpu && chmod +x /tmp/numcpu", fs.readFileSync(path.join(dir, "numcpu")).toString("base64"));
+      const [numCpu, maxProcs] = a.sh("/tmp/numcpu").trim().split(" ").map(Number);
+      console.log(
+        `# Go ${spawnSync("go", ["version"], { encoding: "utf8" }).stdout.trim()}: NumCPU ${numCpu}, GOMAXPROCS ${maxProcs} in a 0.5-CPU container on cpuset 0-1 (the files say 1)`,
+      );
+      assert.deepEqual([numCpu, maxProcs], [2, 2]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("a second container with other limits sees its own figures at the same time", () => {
     for (let i = 0; i < 3; i++) {
       const seenB = seenIn(b);

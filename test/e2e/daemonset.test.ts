@@ -11,6 +11,8 @@ import { seenIn } from "../helpers/checks";
 import { isMounted, tempDir } from "../helpers/daemons";
 import { CsiCaller, OK, publishRequest, str, unpublishRequest } from "../helpers/csi";
 import { NODE_NAME, sharedMount, startDaemonSetPod } from "../helpers/daemonset";
+import { kitObject } from "../helpers/deploy";
+import { readInLoop, watchCounters } from "../helpers/storm";
 import { Container } from "../helpers/runc";
 
 const MiB = 1024 * 1024;
@@ -88,6 +90,56 @@ describe("the DaemonSet's pod on a cgroup v1 node", () => {
   it("a host process reading the mount gets the host's figures", () => {
     const viaMount = Number(/^MemTotal:\s+(\d+)/m.exec(fs.readFileSync(path.join(node.mountpoint, "proc/meminfo"), "utf8"))?.[1]);
     assert.equal(viaMount, hostMemTotalKb());
+  });
+});
+
+describe("a DaemonSet upgrade as deploy/base rolls it: the new pod starts beside the old (maxSurge 1), then the old one stops", () => {
+  it("the new pod takes the old one's connection over: pods' readers never fail or get the node's figures, and the old pod's stop leaves every mount in place", async () => {
+    const strategy = kitObject("deploy/base/daemonset.yaml", "DaemonSet").spec.updateStrategy.rollingUpdate;
+    assert.deepEqual([strategy.maxSurge, strategy.maxUnavailable], [1, 0]);
+    const old = startNode();
+    let next: Container | undefined;
+    const cs: Container[] = [];
+    try {
+      await until("the old pod serves", () => old.pod.output().includes("procview: serving"), old);
+      cs.push(new Container({ memoryBytes: 256 * MiB, cpus: "0-1", source: old.mountpoint }));
+      cs.push(new Container({ memoryBytes: 512 * MiB, cpus: "0-1", source: old.mountpoint }));
+      const readers = cs.flatMap((c, i) => [0, 1].map(() => readInLoop(c, (i ? 512 : 256) * 1024, 12)));
+      const sampler = watchCounters(cs[0], 12);
+      await new Promise((r) => setTimeout(r, 2000));
+      // The kubelet starts the new pod with the same hostPath volumes.
+      const state = path.join(old.dir, "procview.state");
+      next = startDaemonSetPod({ "/var/lib/procview": old.mountpoint, "/var/lib/procview.state": state });
+      const pod = next;
+      await until("the new pod serves", () => pod.output().includes("procview: serving"), { ...old, pod });
+      assert.match(pod.output(), /took the connection over from pid \d+ in \d+ ms/);
+      // Ready: the DaemonSet controller deletes the old pod.
+      assert.match(pod.exec(["/opt/procview/bin/procview", "check", "--mountpoint", "/var/lib/procview"]), /^ok: /);
+      assert.ok(await old.pod.stop("TERM", 20_000), `the old pod did not stop: ${old.pod.output()}`);
+      assert.match(old.pod.output(), /handed the connection over to pid/);
+      old.pod.destroy();
+      const results = await Promise.all(readers);
+      const counters = await sampler;
+      const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
+      console.log(
+        `# ${pod.output().match(/took the connection over.*/)?.[0]}; reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slowest ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s; ${counters.samples} counter samples, ${counters.backward} backward`,
+      );
+      assert.deepEqual([sum("fail"), sum("wrong"), sum("slow")], [0, 0, 0]);
+      assert.ok(sum("ok") > 100, `${sum("ok")} reads`);
+      assert.deepEqual([counters.fail, counters.backward, counters.steps], [0, 0, []]);
+      assert.deepEqual(
+        cs.map((c) => Number(c.sh("awk '/^MemTotal/{print $2}' /proc/meminfo"))),
+        [256 * 1024, 512 * 1024],
+        "after the old pod is gone",
+      );
+      assert.equal(isMounted(old.mountpoint), true);
+    } finally {
+      for (const c of cs) c.destroy();
+      if (next) {
+        old.pod.destroy();
+        await stopNode({ ...old, pod: next });
+      } else await stopNode(old);
+    }
   });
 });
 

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { BIN, childrenOf, cleanMountpoint, type Daemon, servingOf, startProcview, tempDir, waitServing } from "../helpers/daemons";
 import { Container } from "../helpers/runc";
-import { killEvery, type ReaderCounts, readInLoop } from "../helpers/storm";
+import { killEvery, type ReaderCounts, readInLoop, watchCounters } from "../helpers/storm";
 
 const MiB = 1024 * 1024;
 const memTotalKb = (c: Container) => Number(/^MemTotal:\s+(\d+)/m.exec(c.sh("cat /proc/meminfo"))?.[1]);
@@ -184,6 +184,100 @@ describe("a new daemon takes over the containers of the one before", () => {
     await waitFor(() => /re-bound 24 mount\(s\) in 3 container\(s\)/.test(second.output()), second);
     cs.forEach((c, i) => assert.equal(memTotalKb(c), expectedKb(i)));
     assert.match(second.output(), /replaced a stale mount/);
+  });
+
+  it("a successor that goes away at any step of the handover, or speaks another version, leaves the running daemon serving", async () => {
+    const dir = tempDir("procview-mnt-");
+    const first = await startProcview([], dir);
+    const cs = [0, 1].map((i) => limited(i, dir));
+    const readers = cs.flatMap((c, i) => [0, 1].map(() => readInLoop(c, expectedKb(i), 6)));
+    // A successor written from the protocol: hello, the offer with its descriptors, take, parked.
+    const successor = (version: number, stopAfter: "offer" | "parked") =>
+      spawnSync(
+        "python3",
+        [
+          "-c",
+          [
+            "import json, os, socket, sys",
+            "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])",
+            "s.sendall(json.dumps(dict(hello='procview-handover', version=int(sys.argv[2]), pid=os.getpid())).encode() + b'\\n')",
+            "data, fds, _, _ = socket.recv_fds(s, 65536, 8)",
+            "print(data.decode().split(chr(10))[0], len(fds))",
+            "if sys.argv[3] == 'parked':",
+            "    s.sendall(b'{\"take\": true}\\n'); got = data.decode()",
+            "    while 'parked' not in got and 'refused' not in got:",
+            "        chunk = s.recv(65536).decode(); got += chunk",
+            "        if not chunk: break",
+            "    print([l for l in got.split(chr(10)) if 'parked' in l or 'refused' in l][0])",
+          ].join("\n"),
+          `${dir}.state/handover.sock`,
+          String(version),
+          stopAfter,
+        ],
+        { encoding: "utf8", timeout: 30_000 },
+      );
+    const other = successor(99, "offer");
+    assert.match(other.stdout, /^\{"refused":"this daemon speaks handover version 1, not 99"\} 0$/m);
+    const offered = successor(1, "offer");
+    assert.match(offered.stdout, new RegExp(`^\\{"version":1,"pid":${first.proc.pid},.*\\} [1-3]$`, "m"), offered.stderr);
+    const parked = successor(1, "parked");
+    assert.match(parked.stdout, /^\{"parked":true\}$/m, parked.stderr);
+    const results = await Promise.all(readers);
+    const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
+    console.log(
+      `# reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slowest ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s`,
+    );
+    assert.deepEqual([sum("fail"), sum("wrong"), sum("slow")], [0, 0, 0]);
+    assert.match(first.output(), /the successor went away before taking over: serving on/);
+    assert.match(first.output(), /the successor did not start serving: serving again/);
+    cs.forEach((c, i) => assert.equal(memTotalKb(c), expectedKb(i)));
+    // And it still hands over to a real one.
+    const second = await startProcview(["--take-over"], dir);
+    daemons.push(second);
+    assert.match(second.output(), /took the connection over/);
+    first.proc.kill("SIGTERM");
+    assert.equal(await new Promise((r) => first.proc.once("exit", r)), 0);
+    cs.forEach((c, i) => assert.equal(memTotalKb(c), expectedKb(i)));
+  });
+
+  it("started beside the running one (upgrade with surge): it takes the connection over; containers never read the host's files, counters never step back, and the old daemon's stop touches nothing", async () => {
+    const dir = tempDir("procview-mnt-");
+    const first = await startProcview([], dir);
+    const cs = [0, 1, 2, 3].map((i) => limited(i, dir));
+    const mountIds = () => cs.map((c) => c.sh("grep ' /proc/meminfo ' /proc/self/mountinfo | cut -d' ' -f1"));
+    const idsBefore = mountIds();
+    const hostMounts = hostProcviewMounts().length;
+    // 8 readers and a monitoring agent's sampler, for 8 s across the handover and the old daemon's stop.
+    const readers = cs.flatMap((c, i) => [0, 1].map(() => readInLoop(c, expectedKb(i), 8)));
+    const sampler = watchCounters(cs[0], 8);
+    await new Promise((r) => setTimeout(r, 2000));
+    const second = await startProcview(["--take-over"], dir);
+    daemons.push(second);
+    assert.match(second.output(), new RegExp(`took the connection over from pid ${first.proc.pid} in \\d+ ms`));
+    assert.match(first.output(), new RegExp(`handed the connection over to pid ${second.proc.pid}`));
+    await new Promise((r) => setTimeout(r, 1000));
+    first.proc.kill("SIGTERM");
+    assert.equal(await new Promise((r) => first.proc.once("exit", r)), 0, "the old daemon exits 0 on SIGTERM");
+    const results = await Promise.all(readers);
+    const counters = await sampler;
+    const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
+    const worst = Math.max(...results.map((r) => r.worst));
+    console.log(
+      `# ${second.output().match(/took the connection over.*/)?.[0]}; reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slowest ${worst.toFixed(3)} s; ${counters.samples} counter samples, ${counters.backward} backward`,
+    );
+    assert.deepEqual(
+      [sum("fail"), sum("wrong"), sum("slow")],
+      [0, 0, 0],
+      "every read answered with the container's own figures within 1 s",
+    );
+    assert.ok(sum("ok") > 100, `${sum("ok")} reads`);
+    assert.deepEqual([counters.fail, counters.backward, counters.steps], [0, 0, []]);
+    assert.ok(counters.samples > 100, `${counters.samples} samples`);
+    // The same mounts in every container (never detached, never re-bound), and on the host.
+    assert.deepEqual(mountIds(), idsBefore);
+    assert.doesNotMatch(second.output(), /re-bound/);
+    assert.equal(hostProcviewMounts().length, hostMounts, hostProcviewMounts().join("\n"));
+    cs.forEach((c, i) => assert.equal(memTotalKb(c), expectedKb(i), `container ${i} after the old daemon's stop`));
   });
 });
 

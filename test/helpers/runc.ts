@@ -192,8 +192,8 @@ export class Container {
   }
 
   /** Runs a shell command inside; returns stdout, throws with stderr on failure. */
-  sh(command: string): string {
-    const r = run(["exec", this.id, "sh", "-c", command]);
+  sh(command: string, input?: string): string {
+    const r = run(["exec", this.id, "sh", "-c", command], input);
     if (r.status !== 0) throw new Error(`in ${this.id}: ${command}: exit ${r.status}: ${r.stderr.trim()}`);
     return r.stdout;
   }

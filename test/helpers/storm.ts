@@ -47,3 +47,36 @@ export function killEvery(everyMs: number, victims: () => number[]): { kills: ()
   }, everyMs);
   return { kills: () => kills, stop: () => clearInterval(timer) };
 }
+
+/** What a monitoring agent saw sampling /proc/stat and /proc/uptime: samples, failed reads, counters that went down. */
+export interface CounterWatch {
+  samples: number;
+  fail: number;
+  backward: number;
+  /** The first few backward steps, as "label field: before -> after". */
+  steps: string[];
+}
+
+/** Samples /proc/stat's cpu lines and /proc/uptime's idle every 10 ms for `seconds` inside `c`. */
+export async function watchCounters(c: Container, seconds: number): Promise<CounterWatch> {
+  const script = [
+    "import json, time",
+    `end = time.monotonic() + ${seconds}; samples = fail = backward = 0; steps = []; last = {}`,
+    "while time.monotonic() < end:",
+    "    try:",
+    "        now = {l.split()[0]: [int(v) for v in l.split()[1:]] for l in open('/proc/stat') if l.startswith('cpu')}",
+    "        now['uptime'] = [float(v) for v in open('/proc/uptime').read().split()]",
+    "        samples += 1",
+    "        for k, vs in now.items():",
+    "            for i, (a, b) in enumerate(zip(last.get(k, []), vs)):",
+    "                if b < a:",
+    "                    backward += 1",
+    "                    if len(steps) < 5: steps.append(f'{k} field {i + 1}: {a} -> {b}')",
+    "        last = now",
+    "    except Exception:",
+    "        fail += 1",
+    "    time.sleep(0.01)",
+    "print(json.dumps(dict(samples=samples, fail=fail, backward=backward, steps=steps)))",
+  ].join("\n");
+  return JSON.parse(await c.shAsync(`python3 -c "$(cat <<'EOF'\n${script}\nEOF\n)"`)) as CounterWatch;
+}

@@ -12,6 +12,7 @@ import { BIN, type Daemon, isMounted, servingOf, startProcview, tempDir } from "
 import { assertCounters, phasesContainer, samplePhases } from "../helpers/counters";
 import { sharedMount, startDaemonSetPod } from "../helpers/daemonset";
 import { Container } from "../helpers/runc";
+import { readInLoop, watchCounters } from "../helpers/storm";
 
 const MiB = 1024 * 1024;
 
@@ -89,6 +90,31 @@ describe("procview in its DaemonSet pod, private cgroup namespace", () => {
     cs.push(...limitedPair(path.join(dir, "procview")));
     assertOwnFigures(cs[0], cs[1]);
     assert.doesNotMatch(pod.output(), /warning|outside the cgroup trees/);
+  });
+
+  it("an upgrade with surge: a second pod takes the connection over; readers never fail or get the host's figures; the old pod's stop leaves the mounts", async () => {
+    const readers = [0, 1].map(() => readInLoop(cs[1], 512 * 1024, 40));
+    const sampler = watchCounters(cs[0], 40);
+    const next = startDaemonSetPod({
+      "/var/lib/procview": path.join(dir, "procview"),
+      "/var/lib/procview.state": path.join(dir, "procview.state"),
+    });
+    const old = pod;
+    pod = next;
+    for (const end = Date.now() + 30_000; !/took the connection over/.test(next.output()); await new Promise((r) => setTimeout(r, 200)))
+      if (Date.now() > end) throw new Error(`the new pod did not take over: ${next.output()}`);
+    assert.ok(await old.stop("TERM", 30_000), `the old pod did not stop: ${old.output()}`);
+    assert.match(old.output(), /handed the connection over to pid/);
+    old.destroy();
+    const results = await Promise.all(readers);
+    const counters = await sampler;
+    const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
+    console.log(
+      `# ${next.output().match(/took the connection over.*/)?.[0]}; reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slowest ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s; ${counters.samples} counter samples, ${counters.backward} backward`,
+    );
+    assert.deepEqual([sum("fail"), sum("wrong")], [0, 0]);
+    assert.deepEqual([counters.fail, counters.backward, counters.steps], [0, 0, []]);
+    assertOwnFigures(cs[0], cs[1]);
   });
 });
 
