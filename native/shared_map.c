@@ -8,6 +8,7 @@
 // to its successor and the mount never goes away.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,14 @@ static napi_value recv_fds(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// mallocTrim(): gives the C heap's free memory back to the kernel (malloc_trim(3)); whether any was.
+static napi_value malloc_trim_(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_get_boolean(env, malloc_trim(0) == 1, &out);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "mapShared", NAPI_AUTO_LENGTH, map_shared, NULL, &fn) != napi_ok) return NULL;
@@ -195,5 +204,7 @@ NAPI_MODULE_INIT() {
   if (napi_set_named_property(env, exports, "sendFds", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "recvFds", NAPI_AUTO_LENGTH, recv_fds, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "recvFds", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "mallocTrim", NAPI_AUTO_LENGTH, malloc_trim_, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "mallocTrim", fn) != napi_ok) return NULL;
   return exports;
 }

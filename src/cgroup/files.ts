@@ -25,20 +25,24 @@ export class KeptFiles {
    * process: ESRCH) among those unread for SWEEP_MS, at most once per SWEEP_MS. Without it, a
    * node that runs many short-lived containers keeps up to `max` dead descriptors (and their
    * kernel objects) for good. Cheap to call often: the serving loop calls it after every request.
+   * Returns how many were closed.
    */
-  sweep(): void {
+  sweep(): number {
     const t = this.now();
-    if (t - this.swept < SWEEP_MS) return;
+    if (t - this.swept < SWEEP_MS) return 0;
     this.swept = t;
     const probe = Buffer.allocUnsafe(1);
+    let closed = 0;
     for (const [path, fd] of this.fds) {
       if (t - (this.used.get(path) ?? 0) < SWEEP_MS) continue;
       try {
         fs.readSync(fd, probe, 0, 1, 0);
       } catch {
         this.drop(path, fd);
+        closed++;
       }
     }
+    return closed;
   }
 
   /** The file's whole content, or undefined when it does not exist or cannot be read. */

@@ -10,9 +10,11 @@ import { ReadCounters } from "./counters";
 import { PortLoads } from "./loads";
 import type { CpuClock } from "../views/stat";
 import { ProcviewTree } from "./tree";
+import { Reclaimer } from "./reclaim";
 import { GO_FLAG, GO_PARK, GO_PRIOR_FAILED, type FromWorker, type WorkerConfig } from "./worker-config";
 
 const cfg = workerData as WorkerConfig;
+const reclaim = new Reclaimer();
 // A reader we cannot place is served the host's files: say so once per cgroup, with its pid
 // and what the kernel showed us, so that an operator can tell a layout problem from a bug.
 const told = new Set<string>();
@@ -56,7 +58,7 @@ for (;;) {
     { fd: cfg.journalFd, priorFailed },
     () => {
       loads.drain();
-      files.sweep();
+      reclaim.maybe(files.sweep() > 0);
     },
     parkAsked,
   );
