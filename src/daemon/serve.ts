@@ -67,6 +67,25 @@ async function listenMetrics(m: { listen?(a: string): Promise<MetricsServer> }, 
   }
 }
 
+/** After a handover: the address is the predecessor's until it has let go (milliseconds after our first answer). */
+async function listenMetricsOnceFree(
+  m: { listen?(a: string): Promise<MetricsServer> },
+  address: string | undefined,
+  log: Logger,
+): Promise<MetricsServer | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await listenMetrics(m, address);
+    } catch (e) {
+      if (attempt === 50) {
+        log.warn({ err: (e as Error).message }, "serving without metrics");
+        return undefined;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 /** A daemon serving this mountpoint hands us its connection, if one does (see ./handover). */
 async function askForConnection(layout: Layout): Promise<Taken | undefined> {
   try {
@@ -230,13 +249,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
     taken && adoptedFrom(taken),
   );
   serving.start();
-  if (taken) {
-    await takeFrom(taken, serving, log);
-    metricsServer = await listenMetrics(metrics, opts.metricsAddress).catch((e: Error) => {
-      log.warn({ err: e.message }, "serving without metrics");
-      return undefined;
-    });
-  }
+  if (taken) await takeFrom(taken, serving, log);
 
   const csi: { node?: CsiNode } = {};
   const idle: { timer?: NodeJS.Timeout } = {};
@@ -280,7 +293,11 @@ export async function serve(opts: ServeOptions): Promise<number> {
       void stop(1);
     });
     whenServing(layout, opts, log, metrics, csi, taken)
-      .then(() => (stopping ? undefined : handover.listen()))
+      .then(async () => {
+        // The predecessor frees the metrics port once it has let go, just after our first answer.
+        if (taken) metricsServer = await listenMetricsOnceFree(metrics, opts.metricsAddress, log);
+        if (!stopping) await handover.listen();
+      })
       .catch((e: Error) => {
         if (e instanceof LayoutError || !stopping) log.error({ err: e.message }, "startup failed");
         void stop(1);

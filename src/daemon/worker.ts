@@ -41,6 +41,8 @@ const tree = new ProcviewTree(renderer, undefined, (view, r, us, container) => c
 // Warm the read path (cgroup files, host files, views) before the first real request.
 for (const v of ["proc/meminfo", "proc/cpuinfo", "proc/stat", "proc/uptime", "proc/loadavg", "proc/diskstats", "proc/swaps"] as const)
   renderer.render(v, process.pid, 0);
+// What warming up left behind goes before we wait, perhaps for a long time.
+reclaim.reclaimNow();
 parentPort?.postMessage({ warm: true } satisfies FromWorker);
 const parkAsked = () => Atomics.load(cfg.go, GO_PARK) === 1;
 for (;;) {
@@ -71,4 +73,5 @@ for (;;) {
   Atomics.store(cfg.go, GO_PARK, 0);
   Atomics.store(cfg.go, GO_FLAG, 0);
   parentPort?.postMessage({ parked: true } satisfies FromWorker);
+  reclaim.reclaimNow();
 }

@@ -24,8 +24,19 @@ function hostProcviewMounts(): string[] {
 
 const containers: Container[] = [];
 const daemons: Daemon[] = [];
+/** Daemons that handed their connection over: stopped first, leaving the mounts to their successors. */
+const givers: Daemon[] = [];
+function handedOver(from: Daemon, to: Daemon): void {
+  daemons.splice(daemons.indexOf(from), 1, to);
+  givers.push(from);
+}
 after(async () => {
   for (const c of containers) c.destroy();
+  for (const g of givers)
+    if (g.proc.exitCode === null && g.proc.signalCode === null) {
+      g.proc.kill("SIGTERM");
+      await Promise.race([new Promise((r) => g.proc.once("exit", r)), new Promise((r) => setTimeout(r, 10_000))]);
+    }
   for (const d of daemons) await d.stop();
 });
 
@@ -189,6 +200,7 @@ describe("a new daemon takes over the containers of the one before", () => {
   it("a successor that goes away at any step of the handover, or speaks another version, leaves the running daemon serving", async () => {
     const dir = tempDir("procview-mnt-");
     const first = await startProcview([], dir);
+    daemons.push(first);
     const cs = [0, 1].map((i) => limited(i, dir));
     const readers = cs.flatMap((c, i) => [0, 1].map(() => readInLoop(c, expectedKb(i), 6)));
     // A successor written from the protocol: hello, the offer with its descriptors, take, parked.
@@ -233,7 +245,7 @@ describe("a new daemon takes over the containers of the one before", () => {
     cs.forEach((c, i) => assert.equal(memTotalKb(c), expectedKb(i)));
     // And it still hands over to a real one.
     const second = await startProcview(["--take-over"], dir);
-    daemons.push(second);
+    handedOver(first, second);
     assert.match(second.output(), /took the connection over/);
     first.proc.kill("SIGTERM");
     assert.equal(await new Promise((r) => first.proc.once("exit", r)), 0);
@@ -242,7 +254,10 @@ describe("a new daemon takes over the containers of the one before", () => {
 
   it("started beside the running one (upgrade with surge): it takes the connection over; containers never read the host's files, counters never step back, and the old daemon's stop touches nothing", async () => {
     const dir = tempDir("procview-mnt-");
-    const first = await startProcview([], dir);
+    // Both on the same metrics address, as a host-network daemon would be.
+    const metricsArgs = ["--metrics-address", "127.0.0.1:19106"];
+    const first = await startProcview(metricsArgs, dir);
+    daemons.push(first);
     const cs = [0, 1, 2, 3].map((i) => limited(i, dir));
     const mountIds = () => cs.map((c) => c.sh("grep ' /proc/meminfo ' /proc/self/mountinfo | cut -d' ' -f1"));
     const idsBefore = mountIds();
@@ -251,13 +266,26 @@ describe("a new daemon takes over the containers of the one before", () => {
     const readers = cs.flatMap((c, i) => [0, 1].map(() => readInLoop(c, expectedKb(i), 8)));
     const sampler = watchCounters(cs[0], 8);
     await new Promise((r) => setTimeout(r, 2000));
-    const second = await startProcview(["--take-over"], dir);
-    daemons.push(second);
+    const second = await startProcview(["--take-over", ...metricsArgs], dir);
+    handedOver(first, second);
     assert.match(second.output(), new RegExp(`took the connection over from pid ${first.proc.pid} in \\d+ ms`));
-    assert.match(first.output(), new RegExp(`handed the connection over to pid ${second.proc.pid}`));
+    await waitFor(() => first.output().includes(`handed the connection over to pid ${second.proc.pid}`), first);
     await new Promise((r) => setTimeout(r, 1000));
     first.proc.kill("SIGTERM");
     assert.equal(await new Promise((r) => first.proc.once("exit", r)), 0, "the old daemon exits 0 on SIGTERM");
+    // The metrics address is the new daemon's, counting what it serves.
+    let served = "";
+    for (
+      const end = Date.now() + 10_000;
+      !/^procview_served_by\{by="process"\} 1$/m.test(served) && Date.now() < end;
+      await new Promise((r) => setTimeout(r, 200))
+    )
+      served = await fetch("http://127.0.0.1:19106/metrics").then(
+        (r) => r.text(),
+        () => "",
+      );
+    assert.match(served, /^procview_served_by\{by="process"\} 1$/m);
+    assert.doesNotMatch(second.output(), /serving without metrics/);
     const results = await Promise.all(readers);
     const counters = await sampler;
     const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
