@@ -155,7 +155,9 @@ export class HandoverServer {
   async close(): Promise<void> {
     this.closed = true;
     this.stopListening();
-    this.talking?.destroy();
+    const t = this.talking;
+    // Said, not just cut: a successor that only saw the end would take us for dead and serve.
+    if (t) await say(t, { refused: "the running daemon is stopping" }).then(() => t.destroy());
     await this.busy;
   }
 
@@ -212,7 +214,12 @@ export class HandoverServer {
     await say(s, { loads: o.loads });
     this.log.info({ to: pid }, "handing the connection over");
     if (!("take" in ((await inbox.next(TAKE_WITHIN_MS)) ?? {}))) {
-      this.log.warn({ to: pid }, "the successor went away before taking over: serving on");
+      if (inbox.ended) this.log.warn({ to: pid }, "the successor went away before taking over: serving on");
+      else {
+        // Told so: it must not take our silence for our death and serve beside us.
+        await say(s, { refused: `the successor did not ask to take over within ${TAKE_WITHIN_MS / 1000} s` });
+        this.log.warn({ to: pid }, "the successor did not take over in time: serving on");
+      }
       return;
     }
     this.talking = undefined;
@@ -262,7 +269,8 @@ function say(s: net.Socket, msg: object): Promise<void> {
 class Inbox {
   private readonly queue: object[] = [];
   private wake?: () => void;
-  private ended = false;
+  /** The peer closed its end (or sent what is not a message). */
+  ended = false;
   private readonly lines = new Lines();
 
   constructor(s: net.Socket) {
@@ -349,32 +357,19 @@ export async function takeOver(sockPath: string): Promise<Taken | undefined> {
     for (const fd of received) fs.closeSync(fd);
     received.length = 0;
   };
+  /** Gives up: what came goes back (closed here; the giver keeps its own), and the giver serves on. */
+  const giveUp = (why: string): never => {
+    closeAll();
+    s.destroy();
+    throw new HandoverError(why);
+  };
   s.write(`${JSON.stringify({ hello: "procview-handover", version: HANDOVER_VERSION, pid: process.pid })}\n`);
-  let offer: Offer & { refused?: string };
-  try {
-    offer = (await next(10_000)) as Offer & { refused?: string };
-  } catch (e) {
-    closeAll();
-    s.destroy();
-    throw e;
-  }
-  if (!offer || offer.refused || offer.version !== HANDOVER_VERSION) {
-    closeAll();
-    s.destroy();
-    throw new HandoverError(offer?.refused ?? "the running daemon offered nothing");
-  }
+  const offer = (await next(10_000).catch((e: Error) => giveUp(e.message))) as (Offer & { refused?: string }) | undefined;
+  if (!offer || offer.refused || offer.version !== HANDOVER_VERSION) return giveUp(offer?.refused ?? "the running daemon offered nothing");
   const expected = 1 + (offer.clocks ? 1 : 0) + (offer.journal ? 1 : 0);
-  if (received.length !== expected) {
-    closeAll();
-    s.destroy();
-    throw new HandoverError(`expected ${expected} descriptor(s), got ${received.length}`);
-  }
+  if (received.length !== expected) return giveUp(`expected ${expected} descriptor(s), got ${received.length}`);
   const loads = (await next(10_000).catch(() => undefined)) as { loads?: LoadTable } | undefined;
-  if (!Array.isArray(loads?.loads)) {
-    closeAll();
-    s.destroy();
-    throw new HandoverError("the running daemon sent no load history");
-  }
+  if (!Array.isArray(loads?.loads)) return giveUp("the running daemon sent no load history");
   const [fuseFd, ...rest] = received;
   return {
     offer: { ...offer, loads: loads.loads },

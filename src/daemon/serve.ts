@@ -100,15 +100,23 @@ function adoptedFrom(t: Taken): Adopted {
   return { clocksFd: t.clocksFd, journalFd: t.journalFd, generation, loads, hostCpus };
 }
 
+const READY_WITHIN_MS = 20_000;
+
 /**
  * Takes over from the predecessor once our serving thread is warm: it parks, and we serve.
  * Readers wait only between its last answer and our first.
  */
 async function takeFrom(t: Taken, serving: ServingProcesses, log: Logger): Promise<void> {
-  await serving.ready();
-  const started = Date.now();
   let how: "parked" | "gone";
+  let started: number;
   try {
+    // Well within the predecessor's patience (30 s), after which it refuses us.
+    let timer: NodeJS.Timeout | undefined;
+    const tooLong = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`our serving thread was not ready within ${READY_WITHIN_MS / 1000} s`)), READY_WITHIN_MS);
+    });
+    await Promise.race([serving.ready(), tooLong]).finally(() => clearTimeout(timer));
+    started = Date.now();
     how = await t.take();
   } catch (e) {
     // It serves on: everything of ours goes.

@@ -117,6 +117,8 @@ export class ServingProcesses implements Giver {
   /** Handing the connection over (see ./handover): no new serving process, no watchdog. */
   private handingOver = false;
   private readonly parkWaiters: (() => void)[] = [];
+  /** Handed-over files that did not fit (another layout), closed once we serve. */
+  private readonly unused: number[] = [];
   private readyWaiters: (() => void)[] = [];
   /** Who answers the connection now: a serving process, the supervisor's own thread, or no one (for the moment). */
   private serving?: ChildProcess | "bridge";
@@ -176,14 +178,14 @@ export class ServingProcesses implements Giver {
     if (adopt?.clocksFd !== undefined && adopt.hostCpus === this.hostCpus && sizeOf(adopt.clocksFd) === clocksFileSize(this.hostCpus))
       this.clocksFd = adopt.clocksFd;
     else {
-      if (adopt?.clocksFd !== undefined) fs.closeSync(adopt.clocksFd);
+      if (adopt?.clocksFd !== undefined) this.unused.push(adopt.clocksFd);
       if (files.clocks) this.clocksFd = openClocksFile(this.hostCpus, files.clocks);
     }
     const journal = !kernelResends() && process.env.PROCVIEW_JOURNAL !== "off";
     // Its journal too: a request its last serving process read and never answered is answered from it.
     if (journal && adopt?.journalFd !== undefined && sizeOf(adopt.journalFd) === JOURNAL_FILE_SIZE) this.journalFd = adopt.journalFd;
     else {
-      if (adopt?.journalFd !== undefined) fs.closeSync(adopt.journalFd);
+      if (adopt?.journalFd !== undefined) this.unused.push(adopt.journalFd);
       if (journal) this.journalFd = openJournalFile(JOURNAL_FILE_SIZE);
     }
     this.sampler = new LoadSampler((loads) => {
@@ -204,8 +206,9 @@ export class ServingProcesses implements Giver {
     return new Promise((r) => this.readyWaiters.push(r));
   }
 
-  /** The predecessor parked: serve. */
+  /** The predecessor parked: serve. Its files we could not use go (until then they are the handover's to close). */
   serveNow(): void {
+    for (const fd of this.unused.splice(0)) fs.closeSync(fd);
     this.holding = false;
     this.decide();
   }
