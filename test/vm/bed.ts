@@ -186,8 +186,11 @@ sleep 10
   const qemu = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   let lockedUp = false;
+  // PROCVIEW_VM_CONSOLE=FILE keeps the guest's console as it comes (a guest that hangs says where).
+  const tee = process.env.PROCVIEW_VM_CONSOLE;
   const onData = (d: Buffer) => {
     output += d;
+    if (tee) fs.appendFileSync(tee, d);
     const stuck = /soft lockup - CPU#\d+ stuck for (\d+)s/.exec(d.toString());
     if (stuck && Number(stuck[1]) >= LOCKED_UP_S && !lockedUp) {
       lockedUp = true;
