@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import { servingOf, startProcview } from "../test/helpers/daemons";
 import { Container } from "../test/helpers/runc";
-import { killEvery, type ReaderCounts, readInLoop } from "../test/helpers/storm";
+import { killEvery, type ReaderCounts, readInLoop, totals } from "../test/helpers/storm";
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -53,9 +53,9 @@ async function main(): Promise<void> {
       for (const b of busy) b.kill("SIGTERM");
     }
     const kills = killer.kills();
-    const sum = (k: "ok" | "fail" | "wrong") => results.reduce((a, r) => a + r[k], 0);
+    const storm = totals(results);
     console.log(
-      `kill storm (every 200 ms for 20 s, 8 readers in 4 containers, 2 busy loops): ${kills} kills, ${sum("ok")} reads right, ${sum("fail")} failed, ${sum("wrong")} wrong, slowest read ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s`,
+      `kill storm (every 200 ms for 20 s, 8 readers in 4 containers, 2 busy loops): ${kills} kills, ${storm.ok} reads right, ${storm.fail} failed, ${storm.wrong} wrong, slowest read ${storm.worst.toFixed(3)} s`,
     );
 
     await sleep(2000);

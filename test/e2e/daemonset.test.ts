@@ -12,7 +12,7 @@ import { isMounted, tempDir } from "../helpers/daemons";
 import { CsiCaller, OK, publishRequest, str, unpublishRequest } from "../helpers/csi";
 import { NODE_NAME, sharedMount, startDaemonSetPod } from "../helpers/daemonset";
 import { kitObject } from "../helpers/deploy";
-import { readInLoop, watchCounters } from "../helpers/storm";
+import { handoverLine, readInLoop, totals, watchCounters } from "../helpers/storm";
 import { Container } from "../helpers/runc";
 
 const MiB = 1024 * 1024;
@@ -118,14 +118,11 @@ describe("a DaemonSet upgrade as deploy/base rolls it: the new pod starts beside
       assert.ok(await old.pod.stop("TERM", 20_000), `the old pod did not stop: ${old.pod.output()}`);
       assert.match(old.pod.output(), /handed the connection over to pid/);
       old.pod.destroy();
-      const results = await Promise.all(readers);
+      const t = totals(await Promise.all(readers));
       const counters = await sampler;
-      const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
-      console.log(
-        `# ${pod.output().match(/took the connection over.*/)?.[0]}; reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slowest ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s; ${counters.samples} counter samples, ${counters.backward} backward`,
-      );
-      assert.deepEqual([sum("fail"), sum("wrong"), sum("slow")], [0, 0, 0]);
-      assert.ok(sum("ok") > 100, `${sum("ok")} reads`);
+      console.log(`# ${handoverLine(pod.output(), t, counters)}`);
+      assert.deepEqual([t.fail, t.wrong, t.slow], [0, 0, 0]);
+      assert.ok(t.ok > 100, `${t.ok} reads`);
       assert.deepEqual([counters.fail, counters.backward, counters.steps], [0, 0, []]);
       assert.deepEqual(
         cs.map((c) => Number(c.sh("awk '/^MemTotal/{print $2}' /proc/meminfo"))),

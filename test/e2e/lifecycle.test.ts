@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { BIN, childrenOf, cleanMountpoint, type Daemon, servingOf, startProcview, tempDir, waitServing } from "../helpers/daemons";
 import { Container } from "../helpers/runc";
-import { killEvery, type ReaderCounts, readInLoop, watchCounters } from "../helpers/storm";
+import { handoverLine, killEvery, type ReaderCounts, readInLoop, readsLine, totals, watchCounters } from "../helpers/storm";
 
 const MiB = 1024 * 1024;
 const memTotalKb = (c: Container) => Number(/^MemTotal:\s+(\d+)/m.exec(c.sh("cat /proc/meminfo"))?.[1]);
@@ -67,12 +67,12 @@ async function killStorm(
     killer.stop();
   }
   const kills = killer.kills();
-  const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
-  const diag = `${kills} kills; reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slower than 1 s ${sum("slow")}, worst ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s`;
+  const t = totals(results);
+  const diag = `${kills} kills; reads ok ${t.ok}, failed ${t.fail}, wrong ${t.wrong}, slower than 1 s ${t.slow}, worst ${t.worst.toFixed(3)} s`;
   // The daemon itself never goes down: the next daemon would have to re-bind every container.
   assert.equal(d.proc.exitCode, null, diag);
   console.log(`# ${diag}`);
-  return { kills, ok: sum("ok"), fail: sum("fail"), wrong: sum("wrong"), slow: sum("slow"), diag };
+  return { kills, ok: t.ok, fail: t.fail, wrong: t.wrong, slow: t.slow, diag };
 }
 
 describe("the serving process dies every 200 ms for 10 s", () => {
@@ -234,12 +234,9 @@ describe("a new daemon takes over the containers of the one before", () => {
     assert.match(offered.stdout, new RegExp(`^\\{"version":1,"pid":${first.proc.pid},.*\\} [1-3]$`, "m"), offered.stderr);
     const parked = successor(1, "parked");
     assert.match(parked.stdout, /^\{"parked":true\}$/m, parked.stderr);
-    const results = await Promise.all(readers);
-    const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
-    console.log(
-      `# reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slowest ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s`,
-    );
-    assert.deepEqual([sum("fail"), sum("wrong"), sum("slow")], [0, 0, 0]);
+    const t = totals(await Promise.all(readers));
+    console.log(`# ${readsLine(t)}`);
+    assert.deepEqual([t.fail, t.wrong, t.slow], [0, 0, 0]);
     assert.match(first.output(), /the successor went away before taking over: serving on/);
     assert.match(first.output(), /the successor did not start serving: serving again/);
     cs.forEach((c, i) => assert.equal(memTotalKb(c), expectedKb(i)));
@@ -286,19 +283,11 @@ describe("a new daemon takes over the containers of the one before", () => {
       );
     assert.match(served, /^procview_served_by\{by="process"\} 1$/m);
     assert.doesNotMatch(second.output(), /serving without metrics/);
-    const results = await Promise.all(readers);
+    const t = totals(await Promise.all(readers));
     const counters = await sampler;
-    const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
-    const worst = Math.max(...results.map((r) => r.worst));
-    console.log(
-      `# ${second.output().match(/took the connection over.*/)?.[0]}; reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slowest ${worst.toFixed(3)} s; ${counters.samples} counter samples, ${counters.backward} backward`,
-    );
-    assert.deepEqual(
-      [sum("fail"), sum("wrong"), sum("slow")],
-      [0, 0, 0],
-      "every read answered with the container's own figures within 1 s",
-    );
-    assert.ok(sum("ok") > 100, `${sum("ok")} reads`);
+    console.log(`# ${handoverLine(second.output(), t, counters)}`);
+    assert.deepEqual([t.fail, t.wrong, t.slow], [0, 0, 0], "every read answered with the container's own figures within 1 s");
+    assert.ok(t.ok > 100, `${t.ok} reads`);
     assert.deepEqual([counters.fail, counters.backward, counters.steps], [0, 0, []]);
     assert.ok(counters.samples > 100, `${counters.samples} samples`);
     // The same mounts in every container (never detached, never re-bound), and on the host.

@@ -12,6 +12,11 @@ export interface ReaderCounts {
   worst: number;
 }
 
+/** Runs a Python script inside `c` and parses the JSON it prints last. */
+async function pythonIn<T>(c: Container, lines: string[]): Promise<T> {
+  return JSON.parse(await c.shAsync(`python3 -c "$(cat <<'EOF'\n${lines.join("\n")}\nEOF\n)"`)) as T;
+}
+
 /** Reads for `seconds` inside `c`; a read is right when MemTotal is `kb` and cpuinfo lists 2 CPUs. */
 export async function readInLoop(c: Container, kb: number, seconds: number): Promise<ReaderCounts> {
   const script = [
@@ -28,9 +33,23 @@ export async function readInLoop(c: Container, kb: number, seconds: number): Pro
     "        fail += 1",
     "    dt = time.monotonic() - t; worst = max(worst, dt); slow += dt > 1",
     "print(json.dumps(dict(ok=ok, fail=fail, wrong=wrong, slow=slow, worst=worst)))",
-  ].join("\n");
-  return JSON.parse(await c.shAsync(`python3 -c "$(cat <<'EOF'\n${script}\nEOF\n)"`)) as ReaderCounts;
+  ];
+  return pythonIn<ReaderCounts>(c, script);
 }
+
+/** Many readers' counts as one: each count summed, the slowest read the slowest of all. */
+export function totals(rs: ReaderCounts[]): ReaderCounts {
+  const sum = (k: "ok" | "fail" | "wrong" | "slow") => rs.reduce((a, r) => a + r[k], 0);
+  return { ok: sum("ok"), fail: sum("fail"), wrong: sum("wrong"), slow: sum("slow"), worst: Math.max(...rs.map((r) => r.worst)) };
+}
+
+/** "reads ok N, failed N, wrong N, slowest S s": the tests' and the README's way of saying it. */
+export const readsLine = (t: ReaderCounts): string =>
+  `reads ok ${t.ok}, failed ${t.fail}, wrong ${t.wrong}, slowest ${t.worst.toFixed(3)} s`;
+
+/** The newcomer's own line about a handover, then what the readers and the sampler saw across it. */
+export const handoverLine = (newcomerOutput: string, t: ReaderCounts, w: CounterWatch): string =>
+  `${newcomerOutput.match(/took the connection over.*/)?.[0]}; ${readsLine(t)}; ${w.samples} counter samples, ${w.backward} backward`;
 
 /** SIGKILLs every pid `victims()` names, every `everyMs`, until stopped; counts the kills that landed. */
 export function killEvery(everyMs: number, victims: () => number[]): { kills: () => number; stop: () => void } {
@@ -77,6 +96,6 @@ export async function watchCounters(c: Container, seconds: number): Promise<Coun
     "        fail += 1",
     "    time.sleep(0.01)",
     "print(json.dumps(dict(samples=samples, fail=fail, backward=backward, steps=steps)))",
-  ].join("\n");
-  return JSON.parse(await c.shAsync(`python3 -c "$(cat <<'EOF'\n${script}\nEOF\n)"`)) as CounterWatch;
+  ];
+  return pythonIn<CounterWatch>(c, script);
 }

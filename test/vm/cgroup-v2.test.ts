@@ -12,7 +12,7 @@ import { BIN, type Daemon, isMounted, servingOf, startProcview, tempDir } from "
 import { assertCounters, phasesContainer, samplePhases } from "../helpers/counters";
 import { sharedMount, startDaemonSetPod } from "../helpers/daemonset";
 import { Container } from "../helpers/runc";
-import { readInLoop, watchCounters } from "../helpers/storm";
+import { handoverLine, readInLoop, totals, watchCounters } from "../helpers/storm";
 
 const MiB = 1024 * 1024;
 
@@ -106,13 +106,10 @@ describe("procview in its DaemonSet pod, private cgroup namespace", () => {
     assert.ok(await old.stop("TERM", 30_000), `the old pod did not stop: ${old.output()}`);
     assert.match(old.output(), /handed the connection over to pid/);
     old.destroy();
-    const results = await Promise.all(readers);
+    const t = totals(await Promise.all(readers));
     const counters = await sampler;
-    const sum = (k: "ok" | "fail" | "wrong" | "slow") => results.reduce((a, r) => a + r[k], 0);
-    console.log(
-      `# ${next.output().match(/took the connection over.*/)?.[0]}; reads ok ${sum("ok")}, failed ${sum("fail")}, wrong ${sum("wrong")}, slowest ${Math.max(...results.map((r) => r.worst)).toFixed(3)} s; ${counters.samples} counter samples, ${counters.backward} backward`,
-    );
-    assert.deepEqual([sum("fail"), sum("wrong")], [0, 0]);
+    console.log(`# ${handoverLine(next.output(), t, counters)}`);
+    assert.deepEqual([t.fail, t.wrong], [0, 0]);
     assert.deepEqual([counters.fail, counters.backward, counters.steps], [0, 0, []]);
     assertOwnFigures(cs[0], cs[1]);
   });
