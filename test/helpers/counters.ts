@@ -3,7 +3,7 @@
 // it (and, if asked, its daemon's serving process is killed). Used on the host (cgroup v1,
 // test/e2e/counters.test.ts) and in the VM test bed (cgroup v2, test/vm/cgroup-v2.test.ts).
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Container } from "./runc";
@@ -20,14 +20,17 @@ export const PHASE_S = 4;
 /** The `cpu` lines each phase shows: 1 CPU at quota 0.5 or cpuset "1", 2 at quota 2 on 0-1. */
 export const PHASE_LINES = ["cpu,cpu0", "cpu,cpu0,cpu1", "cpu,cpu0", "cpu,cpu0", "cpu,cpu0,cpu1"];
 
-/** Samples for `seconds`; with `marker`, first creates that file, so that the host knows it has started. */
-const sampler = (seconds: number, marker?: string) =>
+/**
+ * Samples for `seconds`, or until the file `stop` exists; with `marker`, first creates that
+ * file, so that the host knows it has started.
+ */
+const sampler = (seconds: number, marker?: string, stop?: string) =>
   [
-    "import time",
+    "import os, time",
     ...(marker ? [`open('${marker}', 'w').close()`] : []),
     `end = time.time() + ${seconds}`,
     "out = []",
-    "while time.time() < end:",
+    `while time.time() < end${stop ? ` and not os.path.exists('${stop}')` : ""}:`,
     "    t = time.time()",
     "    stat = open('/proc/stat').read()",
     "    idle = open('/proc/uptime').read().split()[1]",
@@ -88,47 +91,64 @@ export interface SampledRun {
   t0: number;
   /** When each phase's limits were in place (the first: t0; the others: when runc update returned). */
   phaseStarts: number[];
+  /** When each phase ended: when the next phase's runc update began, or sampling was told to stop. */
+  phaseEnds: number[];
   kills: number;
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Runs the phases in `c` (which must start with PHASES[0]'s limits) under a busy loop, with
  * `kill` called 2 s into the second and fourth phases; returns the samples and the usage.
+ * Each phase lasts PHASE_S from when its limits were in place, however late runc update
+ * returns (an emulated guest can take a second over it).
  */
 export async function samplePhases(c: Container, kill?: () => number): Promise<SampledRun> {
-  const marker = `/tmp/procview-sampler-${process.pid}-${Date.now()}`;
-  const run = c.shAsync(`python3 -c "$(cat <<'EOF'\n${sampler(PHASES.length * PHASE_S, marker)}\nEOF\n)"`);
+  const tag = `/tmp/procview-sampler-${process.pid}-${Date.now()}`;
+  const [marker, stop, busyPid] = [`${tag}-started`, `${tag}-stop`, `${tag}-busy`];
+  const run = c.shAsync(`python3 -c "$(cat <<'EOF'\n${sampler(PHASES.length * PHASE_S * 4, marker, stop)}\nEOF\n)"`);
   // The phases start when the sampler does: python can take seconds to start in an emulated guest.
-  const seen = `/proc/${c.pid}/root${marker}`;
-  for (const end = Date.now() + 60_000; !fs.existsSync(seen); await new Promise((r) => setTimeout(r, 10)))
+  const inside = (f: string) => `/proc/${c.pid}/root${f}`;
+  for (const end = Date.now() + 60_000; !fs.existsSync(inside(marker)); await sleep(10))
     if (Date.now() > end) throw new Error("the sampler did not start within 60 s");
-  const busy = c.shAsync(`timeout ${PHASES.length * PHASE_S + 3} sh -c 'while :; do :; done'; true`);
+  // `timeout` passes the SIGTERM sent at the end on to the loop; its own limit is a backstop.
+  const busy = c.shAsync(`echo $$ > ${busyPid}; exec timeout ${PHASES.length * PHASE_S * 4} sh -c 'while :; do :; done'`).catch(() => "");
   const usage: { t: number; ns: number }[] = [];
   const t0 = Date.now() / 1000;
   const phaseStarts = [t0];
+  const phaseEnds: number[] = [];
   const sampleUsage = setInterval(() => usage.push({ t: Date.now() / 1000, ns: usageNs(c) }), 50);
   let kills = 0;
-  const killings = kill ? [PHASE_S * 1000 + 2000, 3 * PHASE_S * 1000 + 2000].map((ms) => setTimeout(() => (kills += kill()), ms)) : [];
-  const changes = PHASES.slice(1).map((p, i) =>
-    setTimeout(
-      () => {
-        const args = ["update", "--cpu-period", "100000", "--cpu-quota", String(p.quota * 100000), "--cpuset-cpus", p.cpus, c.id];
-        const r = spawnSync("runc", args, { encoding: "utf8" });
-        if (r.status !== 0) console.log(`# runc update failed: ${r.stderr}`);
-        phaseStarts[i + 1] = Date.now() / 1000;
-      },
-      (i + 1) * PHASE_S * 1000,
-    ),
-  );
   let samples: Sample[];
   try {
-    samples = parse(await run);
+    for (let i = 0; i < PHASES.length; i++) {
+      if (kill && (i === 1 || i === 3)) {
+        await sleep(2000);
+        kills += kill();
+        await sleep(PHASE_S * 1000 - 2000);
+      } else await sleep(PHASE_S * 1000);
+      phaseEnds[i] = Date.now() / 1000;
+      const p = PHASES[i + 1];
+      if (!p) break;
+      const args = ["update", "--cpu-period", "100000", "--cpu-quota", String(p.quota * 100000), "--cpuset-cpus", p.cpus, c.id];
+      const r = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
+        const u = spawn("runc", args, { stdio: ["ignore", "ignore", "pipe"] });
+        let stderr = "";
+        u.stderr.on("data", (d) => (stderr += d));
+        u.once("close", (status) => resolve({ status, stderr }));
+      });
+      if (r.status !== 0) throw new Error(`runc update failed: ${r.stderr}`);
+      phaseStarts[i + 1] = Date.now() / 1000;
+    }
   } finally {
     clearInterval(sampleUsage);
-    for (const t of [...changes, ...killings]) clearTimeout(t);
+    fs.writeFileSync(inside(stop), "");
+    samples = parse(await run);
+    c.sh(`kill $(cat ${busyPid})`);
+    await busy;
   }
-  await busy;
-  return { samples, usage, t0, phaseStarts, kills };
+  return { samples, usage, t0, phaseStarts, phaseEnds, kills };
 }
 
 /** Every counter of every line, and uptime's idle, that is lower than in the sample before. */
@@ -157,7 +177,7 @@ export function disagreeing(r: SampledRun): Sample[] {
  */
 export function linesPerPhase(r: SampledRun): string[] {
   return PHASES.map((_, i) => {
-    const from = r.phaseStarts[i] ?? r.t0 + i * PHASE_S;
+    const from = r.phaseStarts[i];
     return [...(r.samples.find((s) => s.t >= from + 1.5)?.lines.keys() ?? [])].join(",");
   });
 }
@@ -171,7 +191,7 @@ export function utilisation(r: SampledRun): { quota: number; cpus: string; shown
   const busyTicks = (f: number[]) => f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
   const idleTicks = (f: number[]) => f[3] + f[4];
   return PHASES.map((p, i) => {
-    const [a, b] = [at(r.samples, r.t0 + i * PHASE_S + 1.2), at(r.samples, r.t0 + (i + 1) * PHASE_S - 0.3)];
+    const [a, b] = [at(r.samples, r.phaseStarts[i] + 1.2), at(r.samples, r.phaseEnds[i] - 0.3)];
     const [fa, fb] = [a.lines.get("cpu") as number[], b.lines.get("cpu") as number[]];
     const dBusy = busyTicks(fb) - busyTicks(fa);
     const dIdle = idleTicks(fb) - idleTicks(fa);
@@ -191,7 +211,8 @@ export function assertCounters(r: SampledRun): string {
   const backwards = backwardSteps(r);
   const split = disagreeing(r).length;
   const u = utilisation(r);
-  const report = `${r.samples.length} samples, ${backwards.length} backward steps, ${split} disagreeing on the CPU count; ${u
+  const updates = r.phaseStarts.slice(1).map((s, i) => s - r.phaseEnds[i]);
+  const report = `${r.samples.length} samples, ${backwards.length} backward steps, ${split} disagreeing on the CPU count; runc update took at most ${Math.max(...updates).toFixed(2)} s; ${u
     .map((p) => `quota ${p.quota} cpus ${p.cpus}: top ${p.shown.toFixed(0)}%, cgroup ${p.real.toFixed(0)}%`)
     .join("; ")}`;
   assert.deepEqual(backwards.slice(0, 10), [], report);
