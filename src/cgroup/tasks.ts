@@ -11,16 +11,14 @@ function readOrUndefined(p: string): string | undefined {
   }
 }
 
-/**
- * Samples the threads listed in `dir` (v1 `tasks`, v2 `cgroup.threads`): how many are
- * running (R) or in uninterruptible sleep (D), how many in all, and the newest pid as seen
- * inside the container's pid namespace: the thread started last (stat's starttime), not the
- * highest number, which is wrong once pids wrap. Undefined when the cgroup is gone.
- */
-/** The threads listed in a cgroup (v1 `tasks`, v2 `cgroup.threads`); undefined when it is gone. */
-function threadsOf(dir: string): number[] | undefined {
-  const list = readOrUndefined(`${dir}/tasks`) ?? readOrUndefined(`${dir}/cgroup.threads`);
-  return list?.split("\n").filter(Boolean).map(Number);
+/** The list of threads in a cgroup (v1 `tasks`, v2 `cgroup.threads`); undefined when it is gone. */
+function threadList(dir: string, read = readOrUndefined, v2 = false): string | undefined {
+  const [first, second] = v2 ? ["cgroup.threads", "tasks"] : ["tasks", "cgroup.threads"];
+  return read(`${dir}/${first}`) ?? read(`${dir}/${second}`);
+}
+
+function tidsIn(list: string): number[] {
+  return list.split("\n").filter(Boolean).map(Number);
 }
 
 /** A thread's pid as its own pid namespace numbers it (the last NSpid entry); 0 when gone. */
@@ -29,9 +27,16 @@ function namespacePid(procRoot: string, tid: number): number {
   return Number(nspid?.trim().split(/\s+/).pop() ?? 0) || 0;
 }
 
+/**
+ * Samples the threads listed in `dir` (v1 `tasks`, v2 `cgroup.threads`): how many are
+ * running (R) or in uninterruptible sleep (D), how many in all, and the newest pid as seen
+ * inside the container's pid namespace: the thread started last (stat's starttime), not the
+ * highest number, which is wrong once pids wrap. Undefined when the cgroup is gone.
+ */
 export function sampleTasks(dir: string, procRoot = "/proc"): TaskSample | undefined {
-  const tids = threadsOf(dir);
-  if (tids === undefined) return undefined;
+  const list = threadList(dir);
+  if (list === undefined) return undefined;
+  const tids = tidsIn(list);
   let running = 0;
   let uninterruptible = 0;
   let total = 0;
@@ -59,53 +64,52 @@ export function sampleTasks(dir: string, procRoot = "/proc"): TaskSample | undef
  * /proc/loadavg than LXCFS's, and a third of procview's throughput, in `npm run bench`).
  */
 export class NewestTasks {
-  /** Per cgroup: each thread's start time (clock ticks since boot) at the last read. */
-  private readonly starts = new Map<string, Map<number, number>>();
-  /** Per cgroup: the newest thread and its pid as its namespace numbers it. */
-  private readonly newest = new Map<string, [number, number]>();
+  /**
+   * Per cgroup, most recently read last: its list at the last read, each listed thread's
+   * start time (clock ticks since boot), and what that read found.
+   */
+  private readonly seen = new Map<string, { list?: string; starts: Map<number, number>; newest: number; total: number; lastPid: number }>();
 
+  /**
+   * `readList` reads the cgroup's list: the serving thread passes its kept descriptors, as a
+   * pread of one costs a fifth of an open, read and close.
+   */
   constructor(
     private readonly procRoot = "/proc",
     private readonly maxCgroups = 4096,
+    private readonly readList: (path: string) => string | undefined = readOrUndefined,
   ) {}
 
-  sample(dir: string): { total: number; lastPid: number } | undefined {
-    const tids = threadsOf(dir);
-    if (tids === undefined) {
-      this.starts.delete(dir);
-      this.newest.delete(dir);
-      return undefined;
+  /** `v2`: a cgroup v2 directory, whose list is `cgroup.threads` (looked for first). */
+  sample(dir: string, v2 = false): { total: number; lastPid: number } | undefined {
+    const list = threadList(dir, this.readList, v2);
+    const before = this.seen.get(dir);
+    this.seen.delete(dir);
+    if (list === undefined) return undefined;
+    // The same list as last time, every thread of it seen then: the same answer.
+    if (before?.list === list) {
+      this.seen.set(dir, before);
+      return { total: before.total, lastPid: before.lastPid };
     }
-    const before = this.starts.get(dir);
-    const now = new Map<number, number>();
+    const tids = tidsIn(list);
+    const starts = new Map<number, number>();
     let newest = 0;
     let newestStart = -1;
     for (const tid of tids) {
-      let start = before?.get(tid);
+      let start = before?.starts.get(tid);
       if (start === undefined) {
         const stat = readOrUndefined(`${this.procRoot}/${tid}/stat`);
         if (stat === undefined) continue; // exited since the list was read
         start = Number(statFields(stat)[19]);
       }
-      now.set(tid, start);
+      starts.set(tid, start);
       // Equal starts: the later-numbered thread.
       if (start > newestStart || (start === newestStart && tid > newest)) [newest, newestStart] = [tid, start];
     }
-    // Most recently read last: the oldest cgroup goes first when there are too many.
-    this.starts.delete(dir);
-    this.starts.set(dir, now);
-    if (this.starts.size > this.maxCgroups) {
-      const oldest = this.starts.keys().next().value as string;
-      this.starts.delete(oldest);
-      this.newest.delete(oldest);
-    }
-    let lastPid = 0;
-    const known = this.newest.get(dir);
-    if (known && known[0] === newest) lastPid = known[1];
-    else if (newest > 0) {
-      lastPid = namespacePid(this.procRoot, newest);
-      this.newest.set(dir, [newest, lastPid]);
-    }
-    return { total: now.size, lastPid };
+    const lastPid = before && before.newest === newest ? before.lastPid : newest > 0 ? namespacePid(this.procRoot, newest) : 0;
+    // A thread listed but already gone is looked for again next time: no answer is kept for this list.
+    this.seen.set(dir, { list: starts.size === tids.length ? list : undefined, starts, newest, total: starts.size, lastPid });
+    if (this.seen.size > this.maxCgroups) this.seen.delete(this.seen.keys().next().value as string);
+    return { total: starts.size, lastPid };
   }
 }

@@ -96,7 +96,7 @@ export class Renderer {
   constructor(private readonly o: RendererOptions) {
     this.procRoot = o.procRoot ?? "/proc";
     this.clocks = o.clocks ?? new LocalClocks();
-    this.newestTasks = new NewestTasks(this.procRoot);
+    this.newestTasks = new NewestTasks(this.procRoot, undefined, (p) => this.o.files.read(p));
     this.sysCpuDir = o.sysCpuDir ?? "/sys/devices/system/cpu";
   }
 
@@ -175,7 +175,11 @@ export class Renderer {
 
   /** The cgroup whose tasks make the reader's load average. */
   private taskDir(r: Reader): string | undefined {
-    return (r.cg.byController.cpu ?? r.cg.byController.pids ?? r.cg.unified)?.dir;
+    return this.taskCgroup(r)?.dir;
+  }
+
+  private taskCgroup(r: Reader) {
+    return r.cg.byController.cpu ?? r.cg.byController.pids ?? r.cg.unified;
   }
 
   private loadEntry(r: Reader): LoadEntry | undefined {
@@ -252,8 +256,8 @@ export class Renderer {
         // thread count and the newest pid as they are now, as the kernel's (the reader is
         // often that newest pid).
         const e = this.loadEntry(r);
-        const dir = this.taskDir(r);
-        const t = dir === undefined ? undefined : this.newestTasks.sample(dir);
+        const cg = this.taskCgroup(r);
+        const t = cg && this.newestTasks.sample(cg.dir, cg.version === 2);
         if (t) return renderLoadavg(e?.load ?? [0, 0, 0], e?.running ?? 0, t.total, t.lastPid);
         return e && renderLoadavg(e.load, e.running, e.total, e.lastPid);
       }
