@@ -5,7 +5,9 @@
 // killed at any instruction after the read leaves the whole request behind for its successor.
 // For the handover between daemons (src/daemon/handover.ts): send and receive descriptors
 // over a Unix socket (SCM_RIGHTS), so the /dev/fuse connection passes from the running daemon
-// to its successor and the mount never goes away.
+// to its successor and the mount never goes away. For the serving process
+// (src/daemon/child.ts): call back whenever a descriptor is readable, from Node's own event
+// loop, so that one thread both serves /dev/fuse and talks to the supervisor.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <malloc.h>
@@ -15,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <node_api.h>
+#include <uv.h>
 
 #define MAX_FDS 8
 
@@ -194,6 +197,87 @@ static napi_value malloc_trim_(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// watchReadable(fd, callback): calls callback() on Node's event loop each time fd is readable
+// (level-triggered: again and again while it stays so); returns stop(), which ends that.
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  napi_async_context context;
+  int stopped;
+} watch_t;
+
+static void watch_closed(uv_handle_t *h) { free(h->data); }
+
+static void watch_end(watch_t *w) {
+  if (w->stopped) return;
+  w->stopped = 1;
+  uv_poll_stop(&w->poll);
+  napi_delete_reference(w->env, w->callback);
+  napi_async_destroy(w->env, w->context);
+  uv_close((uv_handle_t *)&w->poll, watch_closed);
+}
+
+static void watch_fired(uv_poll_t *p, int status, int events) {
+  (void)status;
+  (void)events;
+  watch_t *w = p->data;
+  if (w->stopped) return;
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value callback, global, result;
+  if (napi_get_reference_value(env, w->callback, &callback) == napi_ok && napi_get_global(env, &global) == napi_ok) {
+    if (napi_make_callback(env, w->context, global, callback, 0, NULL, &result) == napi_pending_exception) {
+      napi_value e;
+      napi_get_and_clear_last_exception(env, &e);
+      napi_fatal_exception(env, e);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static napi_value watch_stop(napi_env env, napi_callback_info info) {
+  void *data;
+  napi_get_cb_info(env, info, NULL, NULL, NULL, &data);
+  watch_end(data);
+  return NULL;
+}
+
+static napi_value watch_readable(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd = -1;
+  uv_loop_t *loop;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, NULL, "watchReadable(fd, callback)");
+    return NULL;
+  }
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
+  watch_t *w = calloc(1, sizeof *w);
+  if (!w) {
+    napi_throw_error(env, NULL, "watchReadable: out of memory");
+    return NULL;
+  }
+  w->env = env;
+  w->poll.data = w;
+  int err = uv_poll_init(loop, &w->poll, fd);
+  if (err) {
+    free(w);
+    napi_throw_error(env, uv_err_name(err), uv_strerror(err));
+    return NULL;
+  }
+  napi_value name;
+  napi_create_reference(env, argv[1], 1, &w->callback);
+  napi_create_string_utf8(env, "procview:readable", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &w->context);
+  uv_poll_start(&w->poll, UV_READABLE, watch_fired);
+  napi_value stop;
+  napi_create_function(env, "stop", NAPI_AUTO_LENGTH, watch_stop, w, &stop);
+  return stop;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "mapShared", NAPI_AUTO_LENGTH, map_shared, NULL, &fn) != napi_ok) return NULL;
@@ -206,5 +290,7 @@ NAPI_MODULE_INIT() {
   if (napi_set_named_property(env, exports, "recvFds", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "mallocTrim", NAPI_AUTO_LENGTH, malloc_trim_, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "mallocTrim", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "watchReadable", NAPI_AUTO_LENGTH, watch_readable, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "watchReadable", fn) != napi_ok) return NULL;
   return exports;
 }

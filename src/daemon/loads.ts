@@ -1,7 +1,7 @@
 // The load-average sampler: every 5 seconds, for each cgroup a reader has asked about,
 // count running and uninterruptible tasks and decay the averages as the kernel does.
 // It lives in the supervisor, so a crash of the serving process loses no history; the
-// serving worker receives the table through its process and a MessagePort.
+// serving side receives the table from its process's messages, or through a MessagePort.
 import { type MessagePort, receiveMessageOnPort } from "node:worker_threads";
 import { sampleTasks } from "../cgroup/tasks";
 import { decayLoad, LOAD_FREQ_MS } from "../views/loadavg";
@@ -59,27 +59,39 @@ export class LoadSampler {
   }
 }
 
-/** Worker side: reads the latest table without ever waiting for it. */
-export class PortLoads implements LoadSource {
+/**
+ * Serving side: the latest table, never waited for. Tables come from `port` (a serving
+ * thread's), read at each request, or are handed to `take` (a serving process's main thread,
+ * from the supervisor's messages); `ask` passes a watch request on to the sampler.
+ */
+export class ServedLoads implements LoadSource {
   private table = new Map<string, LoadEntry>();
   private readonly asked = new Set<string>();
   /** Asked-for cgroups a table has listed: one that a later table lacks went away. */
   private readonly listed = new Set<string>();
 
-  constructor(private readonly port: MessagePort) {}
+  constructor(
+    private readonly ask: (dir: string) => void,
+    private readonly port?: MessagePort,
+  ) {}
 
   /**
-   * Takes every table that arrived and keeps the last. Called on every request too (the
-   * watchdog reads every second), so tables never pile up in the port while no one reads
-   * stat or loadavg: each is the whole table, every 5 s.
+   * Takes every table that arrived on the port and keeps the last. Called on every request
+   * too (the watchdog reads every second), so tables never pile up in the port while no one
+   * reads stat or loadavg: each is the whole table, every 5 s.
    */
   drain(): void {
+    if (!this.port) return;
     let latest: LoadTable | undefined;
     for (let m = receiveMessageOnPort(this.port); m; m = receiveMessageOnPort(this.port)) {
       const msg = m.message as LoadMessage;
       if ("loads" in msg) latest = msg.loads;
     }
-    if (!latest) return;
+    if (latest) this.take(latest);
+  }
+
+  /** The sampler's latest table. */
+  take(latest: LoadTable): void {
     this.table = new Map(latest);
     // The sampler drops a cgroup that went away; one re-created at the same path is asked for anew.
     for (const dir of this.asked) {
@@ -96,6 +108,6 @@ export class PortLoads implements LoadSource {
   watch(dir: string): void {
     if (this.asked.has(dir)) return;
     this.asked.add(dir);
-    this.port.postMessage({ watch: dir } satisfies LoadMessage);
+    this.ask(dir);
   }
 }

@@ -1,5 +1,6 @@
 // What a serving process gives its serving thread (./worker), and the go flag between them.
 import type { MessagePort } from "node:worker_threads";
+import type { ServingConfig } from "./serving";
 
 /**
  * The go flag: slot GO_FLAG becomes 1 when the thread is to serve; GO_PRIOR_FAILED is 1 when
@@ -14,16 +15,8 @@ export const GO_SLOTS = 3;
 /** What a serving thread tells its parent: warmed up (ready to serve), or parked. */
 export type FromWorker = { warm: true } | { parked: true };
 
-export interface WorkerConfig {
-  fd: number;
-  journalFd?: number;
-  /** The shared CPU clocks (see ./clocks), for `hostCpus` CPUs. */
-  clocksFd?: number;
-  hostCpus: number;
-  cpuQuota: boolean;
+export interface WorkerConfig extends ServingConfig {
   loadPort: MessagePort;
-  generation: number;
-  metrics: SharedArrayBuffer;
   /** Int32Array over a SharedArrayBuffer: the go flag (above). */
   go: Int32Array;
 }

@@ -23,8 +23,12 @@ interface SharedMap {
 }
 
 let helper: SharedMap | undefined | null;
-/** The native helper, or undefined when it was not built (loaded once). */
+/**
+ * The native helper, or undefined when it was not built (loaded once), or when
+ * PROCVIEW_NO_NATIVE=1 asks to run as if it were not (to tell its part in a problem).
+ */
 export function sharedMapHelper(): SharedMap | undefined {
+  if (helper === undefined && process.env.PROCVIEW_NO_NATIVE === "1") helper = null;
   if (helper === undefined) {
     try {
       // dist/src/fuse/journal.js -> build/Release at the package root

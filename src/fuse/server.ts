@@ -200,13 +200,71 @@ function journalOn(fd: number): Journal {
 }
 
 /**
- * Serves requests on `fd` until the filesystem is unmounted (read fails with ENODEV).
- * Unknown opcodes get ENOSYS, which the kernel remembers for FLUSH, ACCESS, GETXATTR and
- * friends, so they stop coming. With a journal (kernels that cannot resend), whatever a
- * predecessor left unanswered is answered first and every request is journalled;
- * `priorFailed` says the predecessor crashed or hung rather than being killed from outside.
- * `afterEach` runs after every reply (the worker's housekeeping); once `until` says so after
- * a reply, the loop returns false. It returns true when the filesystem is gone.
+ * One serving process's side of the connection on `fd`. Unknown opcodes get ENOSYS, which the
+ * kernel remembers for FLUSH, ACCESS, GETXATTR and friends, so they stop coming. With a
+ * journal (kernels that cannot resend), whatever a predecessor left unanswered is answered
+ * first (`replay`) and every request is journalled; `priorFailed` says the predecessor crashed
+ * or hung rather than being killed from outside.
+ */
+export class Connection {
+  private readonly answer: (request: Buffer, refuse?: number) => boolean;
+  private readonly journal?: Journal;
+  private readonly req: Buffer;
+
+  constructor(
+    private readonly fd: number,
+    f: FileSystem,
+    private readonly journalOf: { fd?: number; priorFailed: boolean } = { priorFailed: false },
+  ) {
+    this.answer = answerer(fd, f);
+    this.journal = journalOf.fd === undefined ? undefined : journalOn(journalOf.fd);
+    this.req = this.journal ? this.journal.request : Buffer.allocUnsafe(IN_BUFFER_SIZE);
+  }
+
+  /** Answers what a predecessor left in the journal; false once the filesystem is gone. */
+  replay(): boolean {
+    const journal = this.journal;
+    if (!journal) return true;
+    const left = journal.pending(P.IN_HEADER_SIZE, this.journalOf.priorFailed);
+    const refuse = left !== undefined && left.attempts > REPLAYS_BEFORE_REFUSING;
+    if (refuse) {
+      const opcode = left.request.readUInt32LE(4);
+      process.stderr.write(
+        `${JSON.stringify({ level: 40, msg: "a journalled request took down the serving processes that tried it: answered EIO", opcode, attempts: left.attempts - 1 })}\n`,
+      );
+    }
+    if (left && !this.answer(left.request, refuse ? E.EIO : undefined)) return false;
+    journal.answered();
+    return true;
+  }
+
+  /**
+   * Reads one request (waiting for it) and answers it; false once the filesystem is gone
+   * (ENODEV). A read the kernel withdrew answers nothing and returns true.
+   */
+  serveOne(): boolean {
+    let n: number;
+    try {
+      n = fs.readSync(this.fd, this.req, 0, this.req.length, null);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: try again.
+      if (code === "ENOENT" || code === "EINTR" || code === "EAGAIN") return true;
+      if (code === "ENODEV") return false; // unmounted
+      throw e;
+    }
+    if (n < P.IN_HEADER_SIZE) return true;
+    this.journal?.recorded(n);
+    if (!this.answer(this.req.subarray(0, n))) return false;
+    this.journal?.answered();
+    return true;
+  }
+}
+
+/**
+ * Serves requests on `fd` (see Connection) until the filesystem is unmounted.
+ * `afterEach` runs after every request (the worker's housekeeping); once `until` says so
+ * after one, the loop returns false. It returns true when the filesystem is gone.
  */
 export function serveLoop(
   fd: number,
@@ -215,36 +273,10 @@ export function serveLoop(
   afterEach?: () => void,
   until?: () => boolean,
 ): boolean {
-  const answer = answerer(fd, f);
-  const journal = journalOf.fd === undefined ? undefined : journalOn(journalOf.fd);
-  if (journal) {
-    const left = journal.pending(P.IN_HEADER_SIZE, journalOf.priorFailed);
-    const refuse = left !== undefined && left.attempts > REPLAYS_BEFORE_REFUSING;
-    if (refuse) {
-      const opcode = left.request.readUInt32LE(4);
-      process.stderr.write(
-        `${JSON.stringify({ level: 40, msg: "a journalled request took down the serving processes that tried it: answered EIO", opcode, attempts: left.attempts - 1 })}\n`,
-      );
-    }
-    if (left && !answer(left.request, refuse ? E.EIO : undefined)) return true;
-    journal.answered();
-  }
-  const req = journal ? journal.request : Buffer.allocUnsafe(IN_BUFFER_SIZE);
+  const c = new Connection(fd, f, journalOf);
+  if (!c.replay()) return true;
   for (;;) {
-    let n: number;
-    try {
-      n = fs.readSync(fd, req, 0, req.length, null);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: try again.
-      if (code === "ENOENT" || code === "EINTR" || code === "EAGAIN") continue;
-      if (code === "ENODEV") return true; // unmounted
-      throw e;
-    }
-    if (n < P.IN_HEADER_SIZE) continue;
-    journal?.recorded(n);
-    if (!answer(req.subarray(0, n))) return true;
-    journal?.answered();
+    if (!c.serveOne()) return true;
     afterEach?.();
     if (until?.()) return false;
   }

@@ -53,8 +53,9 @@ const expectedKb = (i: number) => (i % 2 ? 512 : 256) * 1024;
  */
 async function killStorm(
   victims: (supervisor: number) => number[],
-): Promise<{ kills: number; ok: number; fail: number; wrong: number; slow: number; diag: string }> {
-  const d = await startProcview();
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ kills: number; ok: number; fail: number; wrong: number; slow: number; diag: string; output: string }> {
+  const d = await startProcview([], undefined, env);
   daemons.push(d);
   const cs = [0, 1, 2, 3].map((i) => limited(i, d.dir));
   const runs = cs.flatMap((c, i) => [0, 1].map(() => readInLoop(c, expectedKb(i), 10)));
@@ -72,7 +73,7 @@ async function killStorm(
   // The daemon itself never goes down: the next daemon would have to re-bind every container.
   assert.equal(d.proc.exitCode, null, diag);
   console.log(`# ${diag}`);
-  return { kills, ok: t.ok, fail: t.fail, wrong: t.wrong, slow: t.slow, diag };
+  return { kills, ok: t.ok, fail: t.fail, wrong: t.wrong, slow: t.slow, diag, output: d.output() };
 }
 
 describe("the serving process dies every 200 ms for 10 s", () => {
@@ -108,6 +109,19 @@ describe("the serving process dies every 200 ms for 10 s", () => {
     // One at every tick: a new one is started at once after each, until 20 that never got
     // ready in 10 s make the supervisor wait a second between starts.
     assert.ok(r.kills >= 20, r.diag);
+    assert.equal(r.fail, 0, r.diag);
+    assert.equal(r.wrong, 0, r.diag);
+    assert.equal(r.slow, 0, r.diag);
+    assert.ok(r.ok > 100, r.diag);
+  });
+});
+
+describe("without the native helper (a build with no C compiler)", () => {
+  it("the serving process serves from a worker thread: killed whenever one serves, 8 readers get 0 failed reads and their own figures", async () => {
+    // PROCVIEW_NO_NATIVE=1 runs the daemon as if build/Release/shared_map.node were missing.
+    const r = await killStorm(servingOf, { PROCVIEW_NO_NATIVE: "1" });
+    assert.match(r.output, /the native helper is not built/);
+    assert.ok(r.kills >= 8, r.diag);
     assert.equal(r.fail, 0, r.diag);
     assert.equal(r.wrong, 0, r.diag);
     assert.equal(r.slow, 0, r.diag);

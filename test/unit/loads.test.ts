@@ -3,14 +3,14 @@
 import assert from "node:assert/strict";
 import { MessageChannel, receiveMessageOnPort } from "node:worker_threads";
 import { describe, it } from "node:test";
-import { PortLoads } from "../../src/daemon/loads";
+import { ServedLoads } from "../../src/daemon/loads";
 
 const entry = { load: [0, 0, 0] as [number, number, number], running: 1, uninterruptible: 0, total: 3, lastPid: 9 };
 
 describe("the worker's load table", () => {
   it("asks once for a cgroup, and again once the sampler's table lacks it (a cgroup re-created at the same path)", () => {
     const { port1: sampler, port2 } = new MessageChannel();
-    const loads = new PortLoads(port2);
+    const loads = new ServedLoads((dir) => port2.postMessage({ watch: dir }), port2);
     const asks = () => {
       const got: unknown[] = [];
       for (let m = receiveMessageOnPort(sampler); m; m = receiveMessageOnPort(sampler)) got.push(m.message);
@@ -33,7 +33,7 @@ describe("the worker's load table", () => {
 
   it("keeps only the last of the tables that arrived", () => {
     const { port1: sampler, port2 } = new MessageChannel();
-    const loads = new PortLoads(port2);
+    const loads = new ServedLoads((dir) => port2.postMessage({ watch: dir }), port2);
     for (let i = 1; i <= 100; i++) sampler.postMessage({ loads: [["/cg/b", { ...entry, total: i }]] });
     loads.drain();
     assert.equal(receiveMessageOnPort(port2), undefined, "nothing left queued");
