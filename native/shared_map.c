@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <malloc.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,6 +279,24 @@ static napi_value watch_readable(napi_env env, napi_callback_info info) {
   return stop;
 }
 
+// readable(fd): whether fd is readable now (poll(2), no waiting).
+static napi_value readable(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  int32_t fd = -1;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, NULL, "readable(fd)");
+    return NULL;
+  }
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  int r;
+  do r = poll(&p, 1, 0);
+  while (r < 0 && errno == EINTR);
+  napi_get_boolean(env, r == 1 && (p.revents & POLLIN), &out);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "mapShared", NAPI_AUTO_LENGTH, map_shared, NULL, &fn) != napi_ok) return NULL;
@@ -292,5 +311,7 @@ NAPI_MODULE_INIT() {
   if (napi_set_named_property(env, exports, "mallocTrim", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "watchReadable", NAPI_AUTO_LENGTH, watch_readable, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "watchReadable", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "readable", NAPI_AUTO_LENGTH, readable, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "readable", fn) != napi_ok) return NULL;
   return exports;
 }
