@@ -45,10 +45,30 @@ export async function check(mountpoint: string, deadlineMs: number, stateDir?: s
 const IDLE_SAMPLES_NEEDED = 5;
 
 /**
- * Requests the kernel counts as waiting for a reply while the serving process sits idle in
- * read(2) on /dev/fuse: nobody will ever answer them. Sampled every 20 ms for `windowMs`;
- * the fewest waiting at an idle moment is the count (a request that arrives between the
- * two reads of a sample is gone by the next). A string says why it cannot be told.
+ * Whether the serving process `pid` is idle at this moment: a thread of it waits in read(2)
+ * on /dev/fuse (a serving thread), or its main thread waits in epoll_wait(2) with no thread
+ * running (a serving process that serves from its event loop, woken whenever /dev/fuse has a
+ * request). Throws when the process is gone.
+ */
+function servingIdle(pid: number): boolean {
+  const tasks = fs.readdirSync(`/proc/${pid}/task`);
+  const wchan = (t: string | number) => fs.readFileSync(`/proc/${pid}/task/${t}/wchan`, "utf8");
+  if (tasks.some((t) => wchan(t) === "fuse_dev_do_read")) return true;
+  if (!EPOLL_WAITS.has(wchan(pid))) return false;
+  // The state is the field after the parenthesised command name.
+  const state = (t: string) => {
+    const stat = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  };
+  return tasks.every((t) => state(t) !== "R");
+}
+const EPOLL_WAITS = new Set(["do_epoll_wait", "ep_poll"]);
+
+/**
+ * Requests the kernel counts as waiting for a reply while the serving process sits idle
+ * (servingIdle): nobody will ever answer them. Sampled every 20 ms for `windowMs`; the
+ * fewest waiting at an idle moment is the count (a request that arrives between the two
+ * reads of a sample is gone by the next). A string says why it cannot be told.
  */
 export async function stuckRequests(fsDir: string, servingFile: string, windowMs: number): Promise<number | string> {
   const conn = connectionOf(fsDir);
@@ -63,9 +83,7 @@ export async function stuckRequests(fsDir: string, servingFile: string, windowMs
   for (const end = Date.now() + windowMs; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
     let idle: boolean;
     try {
-      idle = fs
-        .readdirSync(`/proc/${pid}/task`)
-        .some((t) => fs.readFileSync(`/proc/${pid}/task/${t}/wchan`, "utf8") === "fuse_dev_do_read");
+      idle = servingIdle(pid);
     } catch {
       return `the serving process ${pid} is gone`;
     }
