@@ -1,11 +1,13 @@
-// Giving memory back after churn. The serving thread never returns to its event loop (it
-// blocks in read(2) on /dev/fuse), so V8's memory reducer, which runs as a task on that loop
-// when an isolate goes idle, never runs there: a heap that grew while thousands of cgroups
-// came and went, or a reader held thousands of files open, stays at its peak, and so does the
-// C heap that glibc keeps for reuse. So the thread looks at most every RECLAIM_MS: when the
-// descriptor sweep closed descriptors of removed cgroups or exited processes (churn has
-// passed), or the heap is RECLAIM_GROWTH (4 MiB) bigger than after the last look, it collects its
-// garbage in full (tens of milliseconds, once) and returns the free C heap to the kernel.
+// Giving memory back after churn. The supervisor's serving thread never returns to its event
+// loop (it blocks in read(2) on /dev/fuse), so V8's memory reducer, which runs as a task on that
+// loop when an isolate goes idle, never runs there; a serving process returns to its loop
+// between requests, but under steady reads it may not go idle for long. Either way a heap that
+// grew while thousands of cgroups came and went, or a reader held thousands of files open, can
+// stay at its peak, and so does the C heap that glibc keeps for reuse. So the server looks at
+// most every RECLAIM_MS: when the descriptor sweep closed descriptors of removed cgroups or
+// exited processes (churn has passed), or the heap is RECLAIM_GROWTH (4 MiB) bigger than after
+// the last look, it collects its garbage in full (tens of milliseconds, once) and returns the
+// free C heap to the kernel.
 import * as v8 from "node:v8";
 import * as vm from "node:vm";
 import { sharedMapHelper } from "../fuse/journal";

@@ -262,10 +262,13 @@ async function pidOf(comm: string): Promise<number> {
 async function killWithReadUnanswered(pv: Daemon, c: Container): Promise<{ read: Promise<string>; killedAt: number }> {
   const serving = servingPid(pv);
   if (!serving) throw new Error("no serving process");
-  // Only the thread that serves (idle in read(2) on /dev/fuse): its calls are printed whole, in order.
-  const thread = fs
-    .readdirSync(`/proc/${serving}/task`)
-    .find((t) => fs.readFileSync(`/proc/${serving}/task/${t}/wchan`, "utf8") === "fuse_dev_do_read");
+  // Only the thread that serves: its calls are printed whole, in order. That is a thread idle
+  // in read(2) on /dev/fuse, or the main thread idle in epoll_wait(2) (a serving process that
+  // serves from its event loop).
+  const wchan = (t: string) => fs.readFileSync(`/proc/${serving}/task/${t}/wchan`, "utf8");
+  const thread =
+    fs.readdirSync(`/proc/${serving}/task`).find((t) => wchan(t) === "fuse_dev_do_read") ??
+    (["do_epoll_wait", "ep_poll"].includes(wchan(String(serving))) ? String(serving) : undefined);
   if (!thread) throw new Error("no thread of the serving process waits on /dev/fuse");
   const strace = spawn(
     "strace",
