@@ -57,13 +57,36 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
+/**
+ * A process and its descendants, as they are now. The supervisor's watchdog starts a short
+ * `cat` twice a second: one that is gone by the time we look is left out, not an error.
+ */
+function tree(pid: number): number[] {
+  const out = [pid];
+  let tasks: string[];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  for (const t of tasks) {
+    let children = "";
+    try {
+      children = fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8");
+    } catch {
+      // the thread or the process ended meanwhile
+    }
+    for (const c of children.trim().split(/\s+/).filter(Boolean)) out.push(...tree(Number(c)));
+  }
+  return out;
+}
+
 /** Pins every thread of a process and of its descendants (children started later inherit it). */
 function pinTree(pid: number, cpus: string): void {
-  const r = spawnSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { stdio: "ignore" });
-  if (r.status !== 0) throw new Error(`taskset ${cpus} ${pid} failed`);
-  for (const t of fs.readdirSync(`/proc/${pid}/task`))
-    for (const c of fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean))
-      pinTree(Number(c), cpus);
+  for (const p of tree(pid)) {
+    const r = spawnSync("taskset", ["-a", "-p", "-c", cpus, String(p)], { stdio: "ignore" });
+    if (r.status !== 0 && p === pid) throw new Error(`taskset ${cpus} ${pid} failed`);
+  }
 }
 
 /** Per file, the median over rounds of each round's median and p99; the reader on `cpu` if given. */
@@ -94,10 +117,13 @@ async function throughput(dir: string, name: string): Promise<number> {
  * standby), as PSS: their RSS would count the node binary's shared pages once per process.
  */
 function memMiB(pid: number): number {
-  let kb = Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1] ?? 0);
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    for (const c of fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean))
-      kb += memMiB(Number(c)) * 1024;
+  let kb = 0;
+  for (const p of tree(pid)) {
+    try {
+      kb += Number(/^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${p}/smaps_rollup`, "utf8"))?.[1] ?? 0);
+    } catch {
+      // ended meanwhile
+    }
   }
   return kb / 1024;
 }

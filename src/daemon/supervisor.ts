@@ -88,8 +88,10 @@ const RESTARTS_BEFORE_BACKOFF = 20;
 /** The supervisor's serving thread: a heap it cannot outgrow (a runaway ends the thread, not the supervisor). */
 const BRIDGE_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 256 };
 // A small young generation: renders make short-lived strings only, and memory is the
-// figure a node pays for two processes.
-const CHILD_V8_FLAGS = ["--max-semi-space-size=1"];
+// figure a node pays for two processes. V8's size-over-speed mode keeps the serving process's
+// heap smaller under load (PSS right after 8 readers: 35.8-36.7 MiB, against 42.0-44.3
+// without), at no cost measured in reads/s.
+const CHILD_V8_FLAGS = ["--max-semi-space-size=1", "--optimize-for-size"];
 
 /** A record for people and inspect: one the state directory cannot take (uninstalled) is skipped. */
 function writeAtomically(file: string, text: string): void {

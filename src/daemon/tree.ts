@@ -45,7 +45,8 @@ type Node =
 interface Handle {
   node: Node;
   opener: number;
-  snapshot?: Buffer;
+  /** Latin-1 text (a view's) or bytes (a host file's). */
+  snapshot?: string | Buffer;
 }
 
 /** What a read resolved to, for counting: the view served and whether the host's file was given. */
@@ -217,13 +218,15 @@ export class ProcviewTree implements FileSystem {
   }
 
   /** Renders the file for the reader: views through the renderer, host files as they are. */
-  private content(node: Node, caller: Caller): Buffer | Errno {
+  private content(node: Node, caller: Caller): string | Buffer | Errno {
     const started = this.onRead ? process.hrtime.bigint() : 0n;
     if (node.kind === "view") {
       const r = this.renderer.render(node.view, caller.pid, caller.uid);
       if (typeof r === "number") return r;
       this.onRead?.(node.view, r, Number(process.hrtime.bigint() - started) / 1000, r.cgroup);
-      return Buffer.from(r.text, "latin1");
+      // Kept as the string it is: no buffer outside V8's heap per read (the reply is written
+      // straight from it), which is what made the serving process's RSS climb under load.
+      return r.text;
     }
     if (node.kind !== "host") return E.ENOENT;
     const visible = this.renderer.visibleFor(caller.pid);
@@ -240,13 +243,13 @@ export class ProcviewTree implements FileSystem {
             visible.map((h) => Number(fs.readFileSync(path.join(this.hostCpuDir, `cpu${h}`, "cache", cache[1], "id"), "latin1"))),
           )
         : renumberCpuFile(node.rel, data.toString("latin1"), visible);
-      return renumbered ? Buffer.from(renumbered, "latin1") : data;
+      return renumbered ? renumbered : data;
     } catch (e) {
       return (e as NodeJS.ErrnoException).errno ? -((e as NodeJS.ErrnoException).errno as number) : E.EIO;
     }
   }
 
-  read(ino: number, fh: number, offset: number, size: number, caller: Caller): Buffer | Errno {
+  read(ino: number, fh: number, offset: number, size: number, caller: Caller): string | Buffer | Errno {
     let h = this.handles.get(fh);
     if (!h) {
       // Opened through a serving process that has since crashed: serve it afresh.
@@ -262,7 +265,8 @@ export class ProcviewTree implements FileSystem {
       if (typeof c === "number") return c;
       this.keepSnapshot(h, c);
     }
-    const out = (h.snapshot as Buffer).subarray(offset, offset + size);
+    const snap = h.snapshot as string | Buffer;
+    const out = typeof snap === "string" ? snap.slice(offset, offset + size) : snap.subarray(offset, offset + size);
     // The read past the end that every reader makes: it has the whole file, the text can go
     // (a reader that comes back reads from 0 and gets a fresh one anyway).
     if (out.length === 0) this.dropSnapshot(h);
@@ -274,7 +278,7 @@ export class ProcviewTree implements FileSystem {
    * the oldest handles' texts go (a reader holding many files open, read but not to their
    * end, must not grow this process without bound).
    */
-  private keepSnapshot(h: Handle, text: Buffer): void {
+  private keepSnapshot(h: Handle, text: string | Buffer): void {
     this.dropSnapshot(h);
     h.snapshot = text;
     this.snapshotBytes += text.length;

@@ -29,7 +29,8 @@ export interface FileSystem {
   getattr(ino: number, caller: Caller): Entry | Errno;
   readlink(ino: number, caller: Caller): string | Errno;
   open(ino: number, flags: number, caller: Caller): Opened | Errno;
-  read(ino: number, fh: number, offset: number, size: number, caller: Caller): Buffer | Errno;
+  /** At most `size` bytes from `offset`: bytes, or Latin-1 text (one byte per character). */
+  read(ino: number, fh: number, offset: number, size: number, caller: Caller): string | Buffer | Errno;
   release(ino: number, fh: number): void;
   readdir(ino: number, caller: Caller): readonly DirEntry[] | Errno;
   forget(ino: number, nlookup: number): void;

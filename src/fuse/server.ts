@@ -111,6 +111,8 @@ function buildTable(f: FileSystem, onData: (data: Buffer) => void): Map<number, 
         const rd = P.decodeRead(ctx.body);
         const r = f.read(ctx.nodeid, rd.fh, rd.offset, Math.min(rd.size, MAX_READ), ctx.caller);
         if (typeof r === "number") return err(r);
+        // Text goes straight into the reply buffer; bytes are written beside it.
+        if (typeof r === "string") return ctx.out.write(r, 0, "latin1");
         onData(r);
         return 0;
       },
