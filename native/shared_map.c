@@ -10,6 +10,7 @@
 // loop, so that one thread both serves /dev/fuse and talks to the supervisor.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <stdint.h>
@@ -263,12 +264,17 @@ static napi_value watch_readable(napi_env env, napi_callback_info info) {
   }
   w->env = env;
   w->poll.data = w;
+  // libuv makes the descriptor non-blocking, and that flag belongs to the open file, which
+  // others share (the supervisor's serving thread, a daemon taking the connection over): their
+  // read(2) must keep waiting for a request rather than fail with EAGAIN, so it is put back.
+  int flags = fcntl(fd, F_GETFL);
   int err = uv_poll_init(loop, &w->poll, fd);
   if (err) {
     free(w);
     napi_throw_error(env, uv_err_name(err), uv_strerror(err));
     return NULL;
   }
+  if (flags >= 0 && !(flags & O_NONBLOCK)) fcntl(fd, F_SETFL, flags);
   napi_value name;
   napi_create_reference(env, argv[1], 1, &w->callback);
   napi_create_string_utf8(env, "procview:readable", NAPI_AUTO_LENGTH, &name);

@@ -85,6 +85,9 @@ function onThisThread({ watchReadable, readable }: Helper): Engine {
       const c = s.begin(priorFailed);
       if (!c) unmounted();
       stop = watchReadable(CHILD_FD, () => {
+        // The descriptor stays blocking (it is shared): a request that its reader withdrew
+        // between the wake-up and the read leaves this read waiting for the next one, which
+        // the supervisor's watchdog sends within half a second, as it does while parking.
         // Under load the next request is often there already: answer it without a turn of
         // the event loop, up to BATCH of them, so that messages are still taken in between.
         for (let n = 0; n === 0 || (n < BATCH && readable(CHILD_FD)); n++) {
@@ -151,6 +154,12 @@ process.on("message", (m: ToChild) => {
   engine.go(m.priorFailed);
   const report = setInterval(() => tell(snapshot(metrics)), 1000);
   report.unref();
+});
+// A bug that escapes the request handlers' own catch: one line the logs can parse, and out
+// (the supervisor's thread serves, and the successor knows its predecessor crashed).
+process.on("uncaughtException", (e) => {
+  process.stderr.write(`${JSON.stringify({ level: 50, msg: "serving process failed", err: e.message })}\n`);
+  process.exit(1);
 });
 // The supervisor going away must not leave an orphan serving a connection nobody manages.
 process.on("disconnect", () => process.exit(0));

@@ -2,6 +2,7 @@
 // or on the supervisor's serving thread (./worker). It loads and exercises the read path at
 // once, so that it is warm before it is asked to serve; serves as a Connection; and, told to
 // park, lets go of what it holds so that whoever serves next starts clean.
+import type { KeptFiles } from "../cgroup/files";
 import { Connection, requestResend } from "../fuse/server";
 import type { CpuClock } from "../views/stat";
 import { clockStore } from "./clocks";
@@ -34,7 +35,7 @@ function onUnplaced(pid: number, procCgroup: string): void {
 
 export class Serving {
   private readonly reclaim = new Reclaimer();
-  private readonly files;
+  private readonly files: KeptFiles;
   private readonly tree: ProcviewTree;
   /** A standby reads the shared CPU clocks but writes nothing there until it serves. */
   private standby = true;

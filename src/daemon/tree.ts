@@ -224,8 +224,8 @@ export class ProcviewTree implements FileSystem {
       const r = this.renderer.render(node.view, caller.pid, caller.uid);
       if (typeof r === "number") return r;
       this.onRead?.(node.view, r, Number(process.hrtime.bigint() - started) / 1000, r.cgroup);
-      // Kept as the string it is: no buffer outside V8's heap per read (the reply is written
-      // straight from it), which is what made the serving process's RSS climb under load.
+      // Kept as the string it is: the reply is written straight from it, with no buffer
+      // allocated outside V8's heap for each read.
       return r.text;
     }
     if (node.kind !== "host") return E.ENOENT;

@@ -55,10 +55,14 @@ function servingIdle(pid: number): boolean {
   const wchan = (t: string | number) => fs.readFileSync(`/proc/${pid}/task/${t}/wchan`, "utf8");
   if (tasks.some((t) => wchan(t) === "fuse_dev_do_read")) return true;
   if (!EPOLL_WAITS.has(wchan(pid))) return false;
-  // The state is the field after the parenthesised command name.
+  // The state is the field after the parenthesised command name; a thread that ended meanwhile runs nothing.
   const state = (t: string) => {
-    const stat = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    } catch {
+      return "";
+    }
   };
   return tasks.every((t) => state(t) !== "R");
 }

@@ -129,6 +129,43 @@ describe("without the native helper (a build with no C compiler)", () => {
   });
 });
 
+describe("the supervisor's own thread serving an idle mount", () => {
+  it("waits in read(2) for the next request: under 2 s of the supervisor's CPU in 4 s (a spinning thread takes 4)", async () => {
+    const d = await startProcview();
+    daemons.push(d);
+    const supervisor = d.proc.pid as number;
+    // Every serving process killed as soon as it appears: the supervisor's thread serves,
+    // on the descriptor the serving processes shared, answering only the watchdog's reads.
+    const ours = () =>
+      childrenOf(supervisor).filter((p) => {
+        try {
+          return fs.readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith("procview-");
+        } catch {
+          return false;
+        }
+      });
+    const killer = killEvery(100, ours);
+    const cpuSeconds = () => {
+      const stat = fs.readFileSync(`/proc/${supervisor}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks
+    };
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      const before = cpuSeconds();
+      await new Promise((r) => setTimeout(r, 4000));
+      const used = cpuSeconds() - before;
+      console.log(
+        `# the supervisor used ${used.toFixed(2)} s of CPU in 4 s while its thread served (${killer.kills()} serving processes killed)`,
+      );
+      assert.ok(killer.kills() >= 1, "a serving process was killed");
+      assert.ok(used < 2, `${used} s`);
+    } finally {
+      killer.stop();
+    }
+  });
+});
+
 describe("a hung serving process is replaced", () => {
   it("SIGSTOP: a container's read is answered within 5 s, by the supervisor's thread, with its own figures", async () => {
     const d = await startProcview();

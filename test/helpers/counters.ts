@@ -145,7 +145,8 @@ export async function samplePhases(c: Container, kill?: () => number): Promise<S
     clearInterval(sampleUsage);
     fs.writeFileSync(inside(stop), "");
     samples = parse(await run);
-    c.sh(`kill $(cat ${busyPid})`);
+    // Already ended by its own limit, or never started: nothing to stop.
+    c.sh(`kill $(cat ${busyPid}) 2>/dev/null; true`);
     await busy;
   }
   return { samples, usage, t0, phaseStarts, phaseEnds, kills };
