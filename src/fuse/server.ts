@@ -263,27 +263,6 @@ export class Connection {
   }
 }
 
-/**
- * Serves requests on `fd` (see Connection) until the filesystem is unmounted.
- * `afterEach` runs after every request (the worker's housekeeping); once `until` says so
- * after one, the loop returns false. It returns true when the filesystem is gone.
- */
-export function serveLoop(
-  fd: number,
-  f: FileSystem,
-  journalOf: { fd?: number; priorFailed: boolean } = { priorFailed: false },
-  afterEach?: () => void,
-  until?: () => boolean,
-): boolean {
-  const c = new Connection(fd, f, journalOf);
-  if (!c.replay()) return true;
-  for (;;) {
-    if (!c.serveOne()) return true;
-    afterEach?.();
-    if (until?.()) return false;
-  }
-}
-
 /** Opcodes the kernel expects no reply to. */
 const UNANSWERED = new Set<number>([P.Opcode.FORGET, P.Opcode.BATCH_FORGET, P.Opcode.INTERRUPT]);
 
