@@ -86,8 +86,9 @@ function onThisThread({ watchReadable, readable }: Helper): Engine {
       if (!c) unmounted();
       stop = watchReadable(CHILD_FD, () => {
         // The descriptor stays blocking (it is shared): a request that its reader withdrew
-        // between the wake-up and the read leaves this read waiting for the next one, which
-        // the supervisor's watchdog sends within half a second, as it does while parking.
+        // between the wake-up and the read leaves this read waiting for the next request.
+        // The watchdog sends one every half second (unless --no-watchdog), and a park sends
+        // its own until it is taken; a load table waits that long.
         // Under load the next request is often there already: answer it without a turn of
         // the event loop, up to BATCH of them, so that messages are still taken in between.
         for (let n = 0; n === 0 || (n < BATCH && readable(CHILD_FD)); n++) {
