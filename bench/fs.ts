@@ -3,7 +3,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { type Daemon, startLxcfs, startProcview } from "../test/helpers/daemons";
+import { childrenOf, type Daemon, startLxcfs, startProcview } from "../test/helpers/daemons";
 import { BINDS } from "../test/helpers/runc";
 
 // The files LXCFS serves too: the container paths procview binds, with the cpu directory's online file.
@@ -58,28 +58,11 @@ function median(xs: number[]): number {
 }
 
 /**
- * A process and its descendants, as they are now. The supervisor's watchdog starts a short
- * `cat` twice a second: one that is gone by the time we look is left out, not an error.
+ * A process and its descendants, as they are now (the daemon starts its children from its
+ * main thread). The supervisor's watchdog starts a short `cat` twice a second: one that is
+ * gone by the time we look has no children and no memory, not an error.
  */
-function tree(pid: number): number[] {
-  const out = [pid];
-  let tasks: string[];
-  try {
-    tasks = fs.readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return [];
-  }
-  for (const t of tasks) {
-    let children = "";
-    try {
-      children = fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8");
-    } catch {
-      // the thread or the process ended meanwhile
-    }
-    for (const c of children.trim().split(/\s+/).filter(Boolean)) out.push(...tree(Number(c)));
-  }
-  return out;
-}
+const tree = (pid: number): number[] => [pid, ...childrenOf(pid).flatMap(tree)];
 
 /** Pins every thread of a process and of its descendants (children started later inherit it). */
 function pinTree(pid: number, cpus: string): void {

@@ -4,19 +4,11 @@
 // go stale until the next daemon re-binds them). Measured from starting the new daemon.
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
-import { cleanMountpoint, startProcview, tempDir } from "../test/helpers/daemons";
+import { childrenOf, cleanMountpoint, startProcview, tempDir } from "../test/helpers/daemons";
 import { Container } from "../test/helpers/runc";
 
 const SIZES = (process.env.BENCH_SIZES ?? "10,20,50").split(",").map(Number);
 const MiB = 1024 * 1024;
-
-function children(pid: number): number[] {
-  try {
-    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
 
 /** Starts a daemon and resolves when it reports having re-bound `mounts` mounts: [ms to serving, ms to re-bound]. */
 function restart(dir: string, mounts: number): Promise<{ serving: number; rebound: number; stop: () => Promise<void> }> {
@@ -98,7 +90,7 @@ async function pidOfServe(dir: string): Promise<number> {
 /** Kills the whole daemon at once, as a crash would: its mounts go stale. */
 async function killServe(dir: string): Promise<void> {
   const pid = await pidOfServe(dir);
-  for (const c of children(pid)) process.kill(c, "SIGKILL");
+  for (const c of childrenOf(pid)) process.kill(c, "SIGKILL");
   process.kill(pid, "SIGKILL");
   while (fs.existsSync(`/proc/${pid}`)) await new Promise((r) => setTimeout(r, 10));
 }

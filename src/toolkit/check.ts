@@ -5,6 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { cgroupBlindness, HOST_CGROUP_FIX } from "../cgroup/host";
+import { statFields } from "../cgroup/process";
 import { connectionOf, FUSECTL } from "../fuse/mount";
 import { fuseAt, layoutOf, probe } from "../mounts/layout";
 
@@ -52,14 +53,13 @@ const IDLE_SAMPLES_NEEDED = 5;
  */
 function servingIdle(pid: number): boolean {
   const tasks = fs.readdirSync(`/proc/${pid}/task`);
-  const wchan = (t: string | number) => fs.readFileSync(`/proc/${pid}/task/${t}/wchan`, "utf8");
-  if (tasks.some((t) => wchan(t) === "fuse_dev_do_read")) return true;
-  if (!EPOLL_WAITS.has(wchan(pid))) return false;
-  // The state is the field after the parenthesised command name; a thread that ended meanwhile runs nothing.
+  const waits = new Map(tasks.map((t) => [t, fs.readFileSync(`/proc/${pid}/task/${t}/wchan`, "utf8")]));
+  if ([...waits.values()].includes("fuse_dev_do_read")) return true;
+  if (!EPOLL_WAITS.has(waits.get(String(pid)) ?? "")) return false;
+  // A thread that ended meanwhile runs nothing.
   const state = (t: string) => {
     try {
-      const stat = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
-      return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+      return statFields(fs.readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8"))[0];
     } catch {
       return "";
     }

@@ -6,7 +6,17 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, it } from "node:test";
-import { BIN, childrenOf, cleanMountpoint, type Daemon, servingOf, startProcview, tempDir, waitServing } from "../helpers/daemons";
+import {
+  BIN,
+  childrenOf,
+  childrenTitled,
+  cleanMountpoint,
+  type Daemon,
+  servingOf,
+  startProcview,
+  tempDir,
+  waitServing,
+} from "../helpers/daemons";
 import { Container } from "../helpers/runc";
 import { handoverLine, killEvery, type ReaderCounts, readInLoop, readsLine, totals, watchCounters } from "../helpers/storm";
 
@@ -136,15 +146,8 @@ describe("the supervisor's own thread serving an idle mount", () => {
     const supervisor = d.proc.pid as number;
     // Every serving process killed as soon as it appears: the supervisor's thread serves,
     // on the descriptor the serving processes shared, answering only the watchdog's reads.
-    const ours = () =>
-      childrenOf(supervisor).filter((p) => {
-        try {
-          return fs.readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith("procview-");
-        } catch {
-          return false;
-        }
-      });
-    const killer = killEvery(100, ours);
+    // Serving or still warming up ("procview-standby"), not the watchdog's cat.
+    const killer = killEvery(100, () => childrenTitled(supervisor, "procview-"));
     const cpuSeconds = () => {
       const stat = fs.readFileSync(`/proc/${supervisor}/stat`, "utf8");
       const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");

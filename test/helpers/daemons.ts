@@ -140,13 +140,18 @@ export async function waitServing(supervisor: number, ms = 30_000): Promise<numb
   throw new Error(`no serving process under ${supervisor} after ${ms} ms`);
 }
 
-/** A daemon's serving process now (one starting left out): none between a kill and the handover. */
-export function servingOf(supervisor: number): number[] {
+/** A daemon's children whose process title starts with `title` (gone ones left out). */
+export function childrenTitled(supervisor: number, title: string): number[] {
   return childrenOf(supervisor).filter((p) => {
     try {
-      return fs.readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith("procview-serving");
+      return fs.readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith(title);
     } catch {
       return false;
     }
   });
+}
+
+/** A daemon's serving process now (one starting left out): none between a kill and the handover. */
+export function servingOf(supervisor: number): number[] {
+  return childrenTitled(supervisor, "procview-serving");
 }
