@@ -265,11 +265,31 @@ async function killWithReadUnanswered(pv: Daemon, c: Container): Promise<{ read:
   // Only the thread that serves: its calls are printed whole, in order. That is a thread idle
   // in read(2) on /dev/fuse, or the main thread idle in epoll_wait(2) (a serving process that
   // serves from its event loop).
-  const wchan = (t: string) => fs.readFileSync(`/proc/${serving}/task/${t}/wchan`, "utf8");
-  const thread =
-    fs.readdirSync(`/proc/${serving}/task`).find((t) => wchan(t) === "fuse_dev_do_read") ??
-    (["do_epoll_wait", "ep_poll"].includes(wchan(String(serving))) ? String(serving) : undefined);
-  if (!thread) throw new Error("no thread of the serving process waits on /dev/fuse");
+  // Looked for until it is idle: a snapshot can catch the main thread busy (a load table from
+  // the supervisor, a request from the container's start) and not yet back in epoll_wait(2).
+  const wchan = (t: string) => {
+    try {
+      return fs.readFileSync(`/proc/${serving}/task/${t}/wchan`, "utf8");
+    } catch {
+      return "gone";
+    }
+  };
+  let thread: string | undefined;
+  let seenWchans = "";
+  const started = Date.now();
+  for (let looks = 1; ; looks++) {
+    const tasks = fs.readdirSync(`/proc/${serving}/task`);
+    thread =
+      tasks.find((t) => wchan(t) === "fuse_dev_do_read") ??
+      (["do_epoll_wait", "ep_poll"].includes(wchan(String(serving))) ? String(serving) : undefined);
+    if (thread) {
+      if (looks > 1) console.log(`# the serving process was busy (${seenWchans}); idle after ${Date.now() - started} ms`);
+      break;
+    }
+    seenWchans = tasks.map((t) => `${t}:${wchan(t)}`).join(" ");
+    if (Date.now() - started > 15_000) throw new Error(`no thread of the serving process waits on /dev/fuse in 15 s: ${seenWchans}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
   const strace = spawn(
     "strace",
     ["-xx", "-s", "40", "-p", thread, "-e", "trace=read,write,writev", "-e", "inject=write,writev:delay_enter=5000000"],
