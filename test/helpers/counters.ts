@@ -22,7 +22,8 @@ export const PHASE_LINES = ["cpu,cpu0", "cpu,cpu0,cpu1", "cpu,cpu0", "cpu,cpu0",
 
 /**
  * Samples for `seconds`, or until the file `stop` exists; with `marker`, first creates that
- * file, so that the host knows it has started.
+ * file, so that the host knows it has started, and writes each sample's time to it, so that
+ * the host knows how far it has come.
  */
 const sampler = (seconds: number, marker?: string, stop?: string) =>
   [
@@ -38,6 +39,7 @@ const sampler = (seconds: number, marker?: string, stop?: string) =>
     "    online = open('/sys/devices/system/cpu/online').read().strip()",
     "    processors = open('/proc/cpuinfo').read().count('processor\\t')",
     "    out.append('%.3f %s %s %d %s' % (t, idle, online, processors, '|'.join(l for l in stat.split('\\n') if l.startswith('cpu'))))",
+    ...(marker ? [`    open('${marker}', 'w').write('%.3f' % t)`] : []),
     "    time.sleep(0.01)",
     "print('\\n'.join(out))",
   ].join("\n");
@@ -114,6 +116,10 @@ export async function samplePhases(c: Container, kill?: () => number): Promise<S
     if (Date.now() > end) throw new Error("the sampler did not start within 60 s");
   // `timeout` passes the SIGTERM sent at the end on to the loop; its own limit is a backstop.
   const busy = c.shAsync(`echo $$ > ${busyPid}; exec timeout ${PHASES.length * PHASE_S * 4} sh -c 'while :; do :; done'`).catch(() => "");
+  const sampledPast = async (t: number) => {
+    for (const end = Date.now() + 30_000; Number(fs.readFileSync(inside(marker), "utf8") || 0) < t; await sleep(50))
+      if (Date.now() > end) throw new Error(`the sampler took no sample for 30 s (its last at ${fs.readFileSync(inside(marker), "utf8")})`);
+  };
   const usage: { t: number; ns: number }[] = [];
   const t0 = Date.now() / 1000;
   const phaseStarts = [t0];
@@ -128,6 +134,10 @@ export async function samplePhases(c: Container, kill?: () => number): Promise<S
         kills += kill();
         await sleep(PHASE_S * 1000 - 2000);
       } else await sleep(PHASE_S * 1000);
+      // Not over before the sampler has read the phase's settled figures: a guest under load
+      // can leave it seconds between samples, and the check below takes the first sample
+      // 1.5 s into each phase.
+      await sampledPast(phaseStarts[i] + 2);
       phaseEnds[i] = Date.now() / 1000;
       const p = PHASES[i + 1];
       if (!p) break;
@@ -177,10 +187,17 @@ export function disagreeing(r: SampledRun): Sample[] {
  * returned, not from when it was due: a busy test host runs timers late).
  */
 export function linesPerPhase(r: SampledRun): string[] {
-  return PHASES.map((_, i) => {
-    const from = r.phaseStarts[i];
-    return [...(r.samples.find((s) => s.t >= from + 1.5)?.lines.keys() ?? [])].join(",");
-  });
+  return PHASES.map((_, i) => [...(sampleInPhase(r, i)?.lines.keys() ?? [])].join(","));
+}
+
+const sampleInPhase = (r: SampledRun, i: number): Sample | undefined => r.samples.find((s) => s.t >= r.phaseStarts[i] + 1.5);
+
+/** When each phase began and ended, and when the sample linesPerPhase took was, in s from t0: for a failure's message. */
+function timeline(r: SampledRun): string {
+  const at = (t: number | undefined) => (t === undefined ? "none" : (t - r.t0).toFixed(2));
+  return PHASES.map(
+    (_, i) => `phase ${i + 1} ${at(r.phaseStarts[i])}-${at(r.phaseEnds[i])} s, sample at ${at(sampleInPhase(r, i)?.t)}`,
+  ).join("; ");
 }
 
 /**
@@ -213,14 +230,24 @@ export function assertCounters(r: SampledRun): string {
   const split = disagreeing(r).length;
   const u = utilisation(r);
   const updates = r.phaseStarts.slice(1).map((s, i) => s - r.phaseEnds[i]);
-  const report = `${r.samples.length} samples, ${backwards.length} backward steps, ${split} disagreeing on the CPU count; runc update took at most ${Math.max(...updates).toFixed(2)} s; ${u
+  const report = `${r.samples.length} samples (the longest gap ${largestGap(r)}), ${backwards.length} backward steps, ${split} disagreeing on the CPU count; runc update took at most ${Math.max(...updates).toFixed(2)} s; ${u
     .map((p) => `quota ${p.quota} cpus ${p.cpus}: top ${p.shown.toFixed(0)}%, cgroup ${p.real.toFixed(0)}%`)
     .join("; ")}`;
   assert.deepEqual(backwards.slice(0, 10), [], report);
   assert.ok(split <= 3, report);
-  assert.deepEqual(linesPerPhase(r), PHASE_LINES);
+  assert.deepEqual(linesPerPhase(r), PHASE_LINES, `${report}; ${timeline(r)}`);
   for (const p of u) assert.ok(Math.abs(p.shown - p.real) <= 10, report);
   return report;
+}
+
+/** The longest time without a sample, and when it began (s from t0). */
+function largestGap(r: SampledRun): string {
+  let best = { gap: 0, from: 0 };
+  for (let i = 1; i < r.samples.length; i++) {
+    const gap = r.samples[i].t - r.samples[i - 1].t;
+    if (gap > best.gap) best = { gap, from: r.samples[i - 1].t - r.t0 };
+  }
+  return `${best.gap.toFixed(2)} s at ${best.from.toFixed(2)} s`;
 }
 
 /** A 256 MiB container with the first phase's limits, reading `source`'s files: what samplePhases runs in. */
