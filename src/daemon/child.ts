@@ -6,13 +6,11 @@
 // (the native helper's watchReadable), so the same thread takes the supervisor's messages
 // (load tables, park) between requests and the process needs no second V8 isolate (7.5 MiB).
 // Without the native helper it serves from a worker thread instead (./worker).
-import * as path from "node:path";
-import { MessageChannel, Worker } from "node:worker_threads";
 import { sharedMapHelper } from "../fuse/journal";
 import { METRICS_SLOTS, snapshot } from "./counters";
-import { type LoadMessage, type LoadTable, ServedLoads } from "./loads";
+import { type LoadTable, ServedLoads } from "./loads";
 import { Serving, type ServingConfig } from "./serving";
-import { type FromWorker, GO_FLAG, GO_PARK, GO_PRIOR_FAILED, GO_SLOTS, type WorkerConfig } from "./worker-config";
+import { type FromWorker, ServingThread } from "./serving-thread";
 
 export const CHILD_FD = 4;
 /** The one-request journal (kernels without FUSE_NOTIFY_RESEND only): fd 5 when passed. */
@@ -113,33 +111,19 @@ function onThisThread({ watchReadable, readable }: Helper): Engine {
 }
 
 function onWorkerThread(): Engine {
-  const channel = new MessageChannel();
-  // Load averages: the worker asks for cgroups, the supervisor's sampler answers with tables.
-  channel.port1.on("message", (m: LoadMessage) => {
-    if ("watch" in m) tell(m);
-  });
-  const go = new Int32Array(new SharedArrayBuffer(GO_SLOTS * 4));
-  const worker = new Worker(path.join(__dirname, "worker.js"), {
-    workerData: { ...config, loadPort: channel.port2, go } satisfies WorkerConfig,
-    transferList: [channel.port2],
-    // Renders allocate short-lived strings only: a small young generation keeps RSS low.
-    resourceLimits: { maxYoungGenerationSizeMb: 4 },
-  });
-  worker.on("message", (m: FromWorker) => tell("warm" in m ? { ready: true } : { parked: true }));
+  // Renders allocate short-lived strings only: a small young generation keeps RSS low.
+  const thread = new ServingThread(config, { maxYoungGenerationSizeMb: 4 }, (dir) => tell({ watch: dir }));
+  thread.worker.on("message", (m: FromWorker) => tell("warm" in m ? { ready: true } : { parked: true }));
   // The worker leaves its loop when the filesystem is unmounted; anything else is a crash.
-  worker.on("exit", (code) => unmounted(code));
-  worker.on("error", (e) => {
+  thread.worker.on("exit", (code) => unmounted(code));
+  thread.worker.on("error", (e) => {
     process.stderr.write(`${JSON.stringify({ level: 50, msg: "serving thread failed", err: e.message })}\n`);
     process.exit(1);
   });
   return {
-    go(priorFailed) {
-      Atomics.store(go, GO_PRIOR_FAILED, priorFailed ? 1 : 0);
-      Atomics.store(go, GO_FLAG, 1);
-      Atomics.notify(go, GO_FLAG);
-    },
-    park: () => Atomics.store(go, GO_PARK, 1),
-    loads: (table) => channel.port1.postMessage({ loads: table } satisfies LoadMessage),
+    go: (priorFailed) => thread.go(priorFailed),
+    park: () => thread.park(),
+    loads: (table) => thread.loads(table),
   };
 }
 

@@ -190,7 +190,7 @@ export class HandoverServer {
   }
 
   private async converse(s: net.Socket): Promise<void> {
-    const inbox = new Inbox(s);
+    const inbox = Inbox.of(s);
     this.talking = s;
     const hello = (await inbox.next(5000)) as { hello?: string; version?: number; pid?: number } | undefined;
     if (hello?.hello !== "procview-handover") return;
@@ -265,36 +265,53 @@ function say(s: net.Socket, msg: object): Promise<void> {
   return new Promise((resolve) => (s.destroyed ? resolve() : s.write(line(msg), () => resolve())));
 }
 
-/** Messages from a socket read by Node (the giver's side: nothing comes to it with descriptors). */
+/**
+ * Messages from the peer, as they come: through Node's reads on the giver's side (nothing
+ * comes to it with descriptors), pulled with their descriptors on the newcomer's.
+ */
 class Inbox {
   private readonly queue: object[] = [];
-  private wake?: () => void;
-  /** The peer closed its end (or sent what is not a message). */
-  ended = false;
   private readonly lines = new Lines();
+  private wake?: () => void;
+  /** The peer closed its end, or sent what is not a message (`error` says what then). */
+  ended = false;
+  error?: string;
 
-  constructor(s: net.Socket) {
+  /** The giver's: everything Node reads from `s`; a malformed message ends the conversation. */
+  static of(s: net.Socket): Inbox {
+    const inbox = new Inbox();
     s.on("data", (chunk) => {
-      try {
-        this.queue.push(...this.lines.push(chunk));
-      } catch {
-        this.ended = true;
-        s.destroy();
-      }
-      this.wake?.();
+      inbox.add(chunk);
+      if (inbox.error) s.destroy();
     });
-    s.on("close", () => {
-      this.ended = true;
-      this.wake?.();
-    });
+    s.on("close", () => inbox.add(Buffer.alloc(0)));
+    return inbox;
   }
 
-  /** The next message, or undefined at the peer's end or the deadline. */
-  async next(withinMs: number): Promise<object | undefined> {
+  /** Bytes from the peer; none: its end. */
+  add(bytes: Buffer): void {
+    if (bytes.length === 0) this.ended = true;
+    else {
+      try {
+        this.queue.push(...this.lines.push(bytes));
+      } catch (e) {
+        this.ended = true;
+        this.error = (e as Error).message;
+      }
+    }
+    this.wake?.();
+  }
+
+  /**
+   * The next message, or undefined at the peer's end or the deadline. `pull`, if given, reads
+   * what has come (false: nothing yet) and is polled every 2 ms; without it, `add` wakes us.
+   */
+  async next(withinMs: number, pull?: () => boolean): Promise<object | undefined> {
     const end = Date.now() + withinMs;
     while (this.queue.length === 0 && !this.ended && Date.now() < end) {
+      if (pull?.()) continue;
       await new Promise<void>((r) => {
-        const t = setTimeout(r, end - Date.now());
+        const t = setTimeout(r, pull ? 2 : end - Date.now());
         this.wake = () => {
           clearTimeout(t);
           r();
@@ -327,31 +344,28 @@ export async function takeOver(sockPath: string): Promise<Taken | undefined> {
     s.destroy();
     return undefined;
   }
-  const lines = new Lines();
-  const queue: object[] = [];
+  const inbox = new Inbox();
   const received: number[] = [];
-  let ended = false;
-  /** The next message, polling the socket itself; undefined at the peer's end or the deadline. */
-  const next = async (withinMs: number): Promise<object | undefined> => {
-    const end = Date.now() + withinMs;
-    while (queue.length === 0 && !ended && Date.now() < end) {
-      let got: ReturnType<FdHelper["recvFds"]>;
-      try {
-        got = helper.recvFds(fdOf(s), 65536);
-      } catch {
-        ended = true;
-        break;
-      }
-      if (!got) {
-        await new Promise((r) => setTimeout(r, 2));
-        continue;
-      }
-      received.push(...got.fds);
-      if (got.truncated) throw new HandoverError("descriptors were cut off in transit");
-      if (got.data.length === 0) ended = true;
-      else queue.push(...lines.push(got.data));
+  /** Reads what has come on the socket, descriptors and all; false if nothing has. */
+  const pull = (): boolean => {
+    let got: ReturnType<FdHelper["recvFds"]>;
+    try {
+      got = helper.recvFds(fdOf(s), 65536);
+    } catch {
+      inbox.add(Buffer.alloc(0));
+      return true;
     }
-    return queue.shift();
+    if (!got) return false;
+    received.push(...got.fds);
+    if (got.truncated) throw new HandoverError("descriptors were cut off in transit");
+    inbox.add(got.data);
+    return true;
+  };
+  /** The next message; undefined at the peer's end or the deadline. */
+  const next = async (withinMs: number): Promise<object | undefined> => {
+    const m = await inbox.next(withinMs, pull);
+    if (m === undefined && inbox.error) throw new HandoverError(inbox.error);
+    return m;
   };
   const closeAll = () => {
     for (const fd of received) fs.closeSync(fd);
@@ -381,7 +395,7 @@ export async function takeOver(sockPath: string): Promise<Taken | undefined> {
       const m = (await next(PARKED_WITHIN_MS + 2000)) as { parked?: boolean; refused?: string } | undefined;
       if (m?.parked) return "parked";
       if (m?.refused) throw new HandoverError(m.refused);
-      if (ended) return "gone";
+      if (inbox.ended) return "gone";
       throw new HandoverError(`the running daemon did not park within ${PARKED_WITHIN_MS + 2000} ms`);
     },
     serving() {

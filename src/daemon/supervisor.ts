@@ -13,11 +13,10 @@ import { openJournalFile, sharedMapHelper } from "../fuse/journal";
 import { clocksFileSize, openClocksFile, possibleCpus, saveClocksFile } from "./clocks";
 import { JOURNAL_FILE_SIZE } from "../fuse/server";
 import { probe, writeStateRecord } from "../mounts/layout";
-import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import type { ChildConfig, FromChild, ToChild } from "./child";
 import { METRICS_SLOTS, type Snapshot, snapshot } from "./counters";
-import { type LoadMessage, LoadSampler, type LoadTable } from "./loads";
-import { type FromWorker, GO_FLAG, GO_PARK, GO_PRIOR_FAILED, GO_SLOTS, type WorkerConfig } from "./worker-config";
+import { LoadSampler, type LoadTable } from "./loads";
+import { type FromWorker, ServingThread } from "./serving-thread";
 import type { Giver } from "./handover";
 
 /** What a predecessor daemon handed over with its connection (see ./handover). */
@@ -128,16 +127,13 @@ export class ServingProcesses implements Giver {
   private next?: ChildProcess;
   private nextReady = false;
   private readonly bridge: {
-    thread?: Worker;
+    thread?: ServingThread;
     warm: boolean;
     state: "idle" | "serving" | "parking";
-    go: Int32Array;
-    port?: MessagePort;
     metrics: SharedArrayBuffer;
   } = {
     warm: false,
     state: "idle",
-    go: new Int32Array(new SharedArrayBuffer(GO_SLOTS * 4)),
     metrics: new SharedArrayBuffer(METRICS_SLOTS * 8),
   };
   private readonly recent: number[] = [];
@@ -239,7 +235,7 @@ export class ServingProcesses implements Giver {
     const parked = new Promise<void>((r) => this.parkWaiters.push(r));
     if (serving === "bridge") {
       this.bridge.state = "parking";
-      Atomics.store(this.bridge.go, GO_PARK, 1);
+      this.bridge.thread?.park();
     } else serving.send({ park: true } satisfies ToChild, () => {});
     // A loop parks after a request: readers send them, and so do we until it has.
     let done = false;
@@ -300,7 +296,7 @@ export class ServingProcesses implements Giver {
         this.metrics.hangs.inc();
         if (serving === "bridge") {
           this.log.warn({ waitedMs }, "the supervisor's serving thread is not answering: ending it");
-          void this.bridge.thread?.terminate();
+          void this.bridge.thread?.worker.terminate();
         } else {
           this.log.warn({ pid: serving.pid, waitedMs }, "serving process not answering: killing it; the supervisor's thread takes over");
           this.hungKilled = serving;
@@ -341,8 +337,8 @@ export class ServingProcesses implements Giver {
     }
     if (thread) {
       // Serving, it leaves on the unmount; parked, it waits for a go that will not come.
-      const force = setTimeout(() => void thread.terminate(), serving === "bridge" ? 3000 : 0);
-      await new Promise((r) => thread.once("exit", r));
+      const force = setTimeout(() => void thread.worker.terminate(), serving === "bridge" ? 3000 : 0);
+      await new Promise((r) => thread.worker.once("exit", r));
       clearTimeout(force);
     }
     this.saveClocks();
@@ -360,7 +356,7 @@ export class ServingProcesses implements Giver {
     } else if (this.serving === "bridge" && this.bridge.state === "serving" && childReady) {
       // Park after the request it is answering; the read below is such a request when none comes.
       this.bridge.state = "parking";
-      Atomics.store(this.bridge.go, GO_PARK, 1);
+      this.bridge.thread?.park();
       void probe(this.files.probe, HUNG_MS);
     }
   }
@@ -390,7 +386,7 @@ export class ServingProcesses implements Giver {
   /** The load table, to whoever serves. */
   private handLoads(loads: LoadTable): void {
     const s = this.serving;
-    if (s === "bridge") this.bridge.port?.postMessage({ loads } satisfies LoadMessage);
+    if (s === "bridge") this.bridge.thread?.loads(loads);
     else if (s?.connected) s.send({ loads } satisfies ToChild);
   }
 
@@ -400,9 +396,7 @@ export class ServingProcesses implements Giver {
     this.bridge.state = "serving";
     // Before the go: its first request already sees the load history.
     this.handLoads(this.sampler.table());
-    Atomics.store(this.bridge.go, GO_PRIOR_FAILED, this.priorFailed ? 1 : 0);
-    Atomics.store(this.bridge.go, GO_FLAG, 1);
-    Atomics.notify(this.bridge.go, GO_FLAG);
+    this.bridge.thread?.go(this.priorFailed);
     this.priorFailed = false;
     if (this.files.servingPid) writeAtomically(this.files.servingPid, `${process.pid}\n`);
   }
@@ -410,32 +404,22 @@ export class ServingProcesses implements Giver {
   /** The supervisor's serving thread: the same code as a serving process's, on the supervisor's descriptor. */
   private startBridge(): void {
     if (this.stopping) return;
-    const channel = new MessageChannel();
-    channel.port1.on("message", (m: LoadMessage) => {
-      if ("watch" in m) this.sampler.watch(m.watch);
-    });
-    channel.port1.unref();
-    Atomics.store(this.bridge.go, GO_FLAG, 0);
-    Atomics.store(this.bridge.go, GO_PARK, 0);
     new Float64Array(this.bridge.metrics).fill(0);
-    const workerData: WorkerConfig = {
-      fd: this.fd,
-      journalFd: this.journalFd,
-      clocksFd: this.clocksFd,
-      hostCpus: this.hostCpus,
-      cpuQuota: this.cpuQuota,
-      generation: this.generation++,
-      loadPort: channel.port2,
-      go: this.bridge.go,
-      metrics: this.bridge.metrics,
-    };
-    const thread = new Worker(path.join(__dirname, "worker.js"), {
-      workerData,
-      transferList: [channel.port2],
-      resourceLimits: BRIDGE_LIMITS,
-    });
-    Object.assign(this.bridge, { thread, warm: false, state: "idle", port: channel.port1 });
-    thread.on("message", (m: FromWorker) => {
+    const thread = new ServingThread(
+      {
+        fd: this.fd,
+        journalFd: this.journalFd,
+        clocksFd: this.clocksFd,
+        hostCpus: this.hostCpus,
+        cpuQuota: this.cpuQuota,
+        generation: this.generation++,
+        metrics: this.bridge.metrics,
+      },
+      BRIDGE_LIMITS,
+      (dir) => this.sampler.watch(dir),
+    );
+    Object.assign(this.bridge, { thread, warm: false, state: "idle" });
+    thread.worker.on("message", (m: FromWorker) => {
       if (thread !== this.bridge.thread) return;
       if ("warm" in m) this.bridge.warm = true;
       else {
@@ -444,14 +428,14 @@ export class ServingProcesses implements Giver {
       }
       this.decide();
     });
-    thread.on("error", (e) => this.log.warn({ err: e.message }, "the supervisor's serving thread failed"));
-    thread.once("exit", () => {
+    thread.worker.on("error", (e) => this.log.warn({ err: e.message }, "the supervisor's serving thread failed"));
+    thread.worker.once("exit", () => {
       if (thread !== this.bridge.thread) return;
       this.metrics.update(snapshot(this.bridge.metrics), "bridge");
       this.metrics.carryOver("bridge");
       this.bridge.thread = undefined;
       this.bridge.warm = false;
-      channel.port1.close();
+      thread.close();
       if (this.stopping) return;
       if (this.serving === "bridge") {
         this.nobodyServes();

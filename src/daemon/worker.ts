@@ -6,7 +6,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { ServedLoads, type LoadMessage } from "./loads";
 import { Serving } from "./serving";
-import { GO_FLAG, GO_PARK, GO_PRIOR_FAILED, type FromWorker, type WorkerConfig } from "./worker-config";
+import { GO_FLAG, GO_PARK, GO_PRIOR_FAILED, type FromWorker, type WorkerConfig } from "./serving-thread";
 
 const cfg = workerData as WorkerConfig;
 const serving = new Serving(cfg, new ServedLoads((dir) => cfg.loadPort.postMessage({ watch: dir } satisfies LoadMessage), cfg.loadPort));
