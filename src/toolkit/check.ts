@@ -53,18 +53,22 @@ const IDLE_SAMPLES_NEEDED = 5;
  */
 function servingIdle(pid: number): boolean {
   const tasks = fs.readdirSync(`/proc/${pid}/task`);
-  const waits = new Map(tasks.map((t) => [t, fs.readFileSync(`/proc/${pid}/task/${t}/wchan`, "utf8")]));
-  if ([...waits.values()].includes("fuse_dev_do_read")) return true;
-  if (!EPOLL_WAITS.has(waits.get(String(pid)) ?? "")) return false;
-  // A thread that ended meanwhile runs nothing.
-  const state = (t: string) => {
+  // A thread that ended meanwhile waits on nothing and runs nothing (the process itself
+  // being gone shows in the readdir above).
+  const read = (t: string, file: string) => {
     try {
-      return statFields(fs.readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8"))[0];
+      return fs.readFileSync(`/proc/${pid}/task/${t}/${file}`, "utf8");
     } catch {
       return "";
     }
   };
-  return tasks.every((t) => state(t) !== "R");
+  const waits = new Map(tasks.map((t) => [t, read(t, "wchan")]));
+  if ([...waits.values()].includes("fuse_dev_do_read")) return true;
+  if (!EPOLL_WAITS.has(waits.get(String(pid)) ?? "")) return false;
+  return tasks.every((t) => {
+    const stat = read(t, "stat");
+    return stat === "" || statFields(stat)[0] !== "R";
+  });
 }
 const EPOLL_WAITS = new Set(["do_epoll_wait", "ep_poll"]);
 
