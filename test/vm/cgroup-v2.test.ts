@@ -278,15 +278,16 @@ async function killWithReadUnanswered(pv: Daemon, c: Container): Promise<{ read:
   let seenWchans = "";
   const started = Date.now();
   for (let looks = 1; ; looks++) {
-    const tasks = fs.readdirSync(`/proc/${serving}/task`);
+    // Each thread's wchan read once per look: what is decided on is what a failure reports.
+    const waits = new Map(fs.readdirSync(`/proc/${serving}/task`).map((t) => [t, wchan(t)]));
     thread =
-      tasks.find((t) => wchan(t) === "fuse_dev_do_read") ??
-      (["do_epoll_wait", "ep_poll"].includes(wchan(String(serving))) ? String(serving) : undefined);
+      [...waits].find(([, w]) => w === "fuse_dev_do_read")?.[0] ??
+      (["do_epoll_wait", "ep_poll"].includes(waits.get(String(serving)) ?? "") ? String(serving) : undefined);
     if (thread) {
       if (looks > 1) console.log(`# the serving process was busy (${seenWchans}); idle after ${Date.now() - started} ms`);
       break;
     }
-    seenWchans = tasks.map((t) => `${t}:${wchan(t)}`).join(" ");
+    seenWchans = [...waits].map(([t, w]) => `${t}:${w}`).join(" ");
     if (Date.now() - started > 15_000) throw new Error(`no thread of the serving process waits on /dev/fuse in 15 s: ${seenWchans}`);
     await new Promise((r) => setTimeout(r, 20));
   }
