@@ -34,11 +34,13 @@ const sampler = (seconds: number, marker?: string, stop?: string) =>
     `while time.time() < end${stop ? ` and not os.path.exists('${stop}')` : ""}:`,
     "    t = time.time()",
     "    stat = open('/proc/stat').read()",
+    // When the read of stat ended: a sampler throttled or stalled inside it read it later than t.
+    "    t2 = time.time()",
     "    idle = open('/proc/uptime').read().split()[1]",
     // The CPU count as getconf (online) and as /proc/cpuinfo give it, read in the same moment.
     "    online = open('/sys/devices/system/cpu/online').read().strip()",
     "    processors = open('/proc/cpuinfo').read().count('processor\\t')",
-    "    out.append('%.3f %s %s %d %s' % (t, idle, online, processors, '|'.join(l for l in stat.split('\\n') if l.startswith('cpu'))))",
+    "    out.append('%.3f %.3f %s %s %d %s' % (t, t2, idle, online, processors, '|'.join(l for l in stat.split('\\n') if l.startswith('cpu'))))",
     ...(marker ? [`    open('${marker}', 'w').write('%.3f' % t)`] : []),
     "    time.sleep(0.01)",
     "print('\\n'.join(out))",
@@ -46,6 +48,8 @@ const sampler = (seconds: number, marker?: string, stop?: string) =>
 
 export interface Sample {
   t: number;
+  /** How long the read of /proc/stat took (s): what it shows is of some moment in that span. */
+  statTook: number;
   uptimeIdle: number;
   /** CPUs in /sys/devices/system/cpu/online and processors in /proc/cpuinfo. */
   online: number;
@@ -58,13 +62,20 @@ function parse(out: string): Sample[] {
     .trim()
     .split("\n")
     .map((l) => {
-      const [t, idle, online, processors, ...rest] = l.split(" ");
+      const [t, t2, idle, online, processors, ...rest] = l.split(" ");
       const lines = new Map<string, number[]>();
       for (const line of rest.join(" ").split("|")) {
         const [label, ...fields] = line.trim().split(/\s+/);
         lines.set(label, fields.map(Number));
       }
-      return { t: Number(t), uptimeIdle: Number(idle), online: Number(online.split("-").pop()) + 1, processors: Number(processors), lines };
+      return {
+        t: Number(t),
+        statTook: Number(t2) - Number(t),
+        uptimeIdle: Number(idle),
+        online: Number(online.split("-").pop()) + 1,
+        processors: Number(processors),
+        lines,
+      };
     });
 }
 
@@ -200,16 +211,24 @@ function timeline(r: SampledRun): string {
   ).join("; ");
 }
 
+/** A sample whose read of /proc/stat took longer than this cannot be placed in time closely enough to be weighed against the cgroup's usage. */
+const PLACED_S = 0.05;
+
 /**
  * Per phase, over its steady middle: the utilisation top computes from the `cpu` line, and the
- * cgroup's usage over the same span divided by the CPUs it was given (capped at 100%).
+ * cgroup's usage over the same span divided by the CPUs it was given (capped at 100%). Only
+ * samples whose stat read was quick mark the span's ends: a sampler stalled inside the read
+ * (throttled at quota 0.5, say) shows a later moment than its time says.
  */
 export function utilisation(r: SampledRun): { quota: number; cpus: string; shown: number; real: number }[] {
   const at = <T extends { t: number }>(xs: T[], t: number) => xs.reduce((best, x) => (Math.abs(x.t - t) < Math.abs(best.t - t) ? x : best));
   const busyTicks = (f: number[]) => f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
   const idleTicks = (f: number[]) => f[3] + f[4];
+  const placed = r.samples.filter((s) => s.statTook <= PLACED_S);
+  if (placed.length < 2)
+    throw new Error(`only ${placed.length} of ${r.samples.length} samples read /proc/stat within ${PLACED_S * 1000} ms`);
   return PHASES.map((p, i) => {
-    const [a, b] = [at(r.samples, r.phaseStarts[i] + 1.2), at(r.samples, r.phaseEnds[i] - 0.3)];
+    const [a, b] = [at(placed, r.phaseStarts[i] + 1.2), at(placed, r.phaseEnds[i] - 0.3)];
     const [fa, fb] = [a.lines.get("cpu") as number[], b.lines.get("cpu") as number[]];
     const dBusy = busyTicks(fb) - busyTicks(fa);
     const dIdle = idleTicks(fb) - idleTicks(fa);
@@ -230,7 +249,8 @@ export function assertCounters(r: SampledRun): string {
   const split = disagreeing(r).length;
   const u = utilisation(r);
   const updates = r.phaseStarts.slice(1).map((s, i) => s - r.phaseEnds[i]);
-  const report = `${r.samples.length} samples (the longest gap ${largestGap(r)}), ${backwards.length} backward steps, ${split} disagreeing on the CPU count; runc update took at most ${Math.max(...updates).toFixed(2)} s; ${u
+  const slow = r.samples.filter((s) => s.statTook > PLACED_S).length;
+  const report = `${r.samples.length} samples (the longest gap ${largestGap(r)}; ${slow} with a stat read over ${PLACED_S * 1000} ms), ${backwards.length} backward steps, ${split} disagreeing on the CPU count; runc update took at most ${Math.max(...updates).toFixed(2)} s; ${u
     .map((p) => `quota ${p.quota} cpus ${p.cpus}: top ${p.shown.toFixed(0)}%, cgroup ${p.real.toFixed(0)}%`)
     .join("; ")}`;
   assert.deepEqual(backwards.slice(0, 10), [], report);
